@@ -1,0 +1,45 @@
+# Build, test and run the project. Every target that needs a broker starts
+# it first through scripts/brokers.sh, which does nothing if it is running.
+
+GO        ?= go
+PYTHON    ?= python3
+GOTAGS    := dynamic
+LIB       := python/cello/_cello.so
+GO_SRC    := $(shell find core bridge -name '*.go' -o -name '*.h') go.mod go.sum
+PYTEST    ?= $(PYTHON) -m pytest
+
+.PHONY: build test test-go test-py brokers brokers-down demo wheel clean lint
+
+build: $(LIB)
+
+$(LIB): $(GO_SRC)
+	$(GO) build -tags $(GOTAGS) -buildmode=c-shared -o $(LIB) ./bridge
+	rm -f python/cello/_cello.h
+
+brokers:
+	scripts/brokers.sh up
+
+brokers-down:
+	scripts/brokers.sh down
+
+# Go's own suite (with the race detector, against the real brokers), then
+# the Python suite against the same brokers.
+test: build brokers test-go test-py
+
+test-go:
+	$(GO) test -race -count=1 -tags "$(GOTAGS) integration" ./core/...
+
+test-py: build
+	$(PYTEST) -q tests
+
+demo: build brokers
+	$(PYTHON) examples/demo.py
+
+wheel:
+	rm -rf build dist/*.whl
+	$(PYTHON) -m pip wheel --no-deps --no-build-isolation -w dist/raw .
+	$(PYTHON) -m auditwheel repair --plat $$($(PYTHON) scripts/wheel_platform.py) -w dist dist/raw/*.whl
+	rm -rf dist/raw
+
+clean:
+	rm -rf $(LIB) build dist python/*.egg-info

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cello-framework/cello/core/broker"
+	"github.com/cello-framework/cello/core/kafka"
+)
+
+// clientConfig is a parsed config of one broker kind, able to open clients.
+type clientConfig interface {
+	Describe() string
+	openProducer(ctx context.Context) (broker.Producer, error)
+	openConsumer(ctx context.Context, opts broker.ConsumerOptions) (broker.Consumer, error)
+}
+
+type kafkaConfig struct{ *kafka.Config }
+
+func (c kafkaConfig) openProducer(ctx context.Context) (broker.Producer, error) {
+	return kafka.NewProducer(ctx, c.Config, logger)
+}
+
+func (c kafkaConfig) openConsumer(ctx context.Context, opts broker.ConsumerOptions) (broker.Consumer, error) {
+	return kafka.NewConsumer(ctx, c.Config, opts, logger)
+}
+
+// parseConfig parses a config of the named kind: "kafka", "rabbitmq" or "sqs".
+func parseConfig(kind string, data []byte) (clientConfig, error) {
+	switch kind {
+	case "kafka":
+		c, err := kafka.ParseConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		return kafkaConfig{c}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown broker kind %q, expected kafka, rabbitmq or sqs", broker.ErrInvalidArgument, kind)
+}
