@@ -37,8 +37,8 @@ demo: build brokers
 
 wheel:
 	rm -rf build dist/*.whl
-	$(PYTHON) -m pip wheel --no-deps --no-build-isolation -w dist/raw .
-	$(PYTHON) -m auditwheel repair --plat $$($(PYTHON) scripts/wheel_platform.py) -w dist dist/raw/*.whl
+	$(PYTHON) -m pip wheel --no-deps -w dist/raw .
+	$(PYTHON) -m auditwheel repair -w dist dist/raw/*.whl
 	rm -rf dist/raw
 
 clean:

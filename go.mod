@@ -23,5 +23,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.5 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.53.0 // indirect
 	github.com/aws/smithy-go v1.28.9 // indirect
+	github.com/rabbitmq/amqp091-go v1.17.0 // indirect
 	go.uber.org/goleak v1.3.0 // indirect
 )

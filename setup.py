@@ -37,4 +37,22 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithGo}, distclass=BinaryDistribution)
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools older than 70.1
+    from wheel.bdist_wheel import bdist_wheel
+
+
+class PlatformWheel(bdist_wheel):
+    """Tag the wheel py3-none-<platform>: Python loads the library with
+    ctypes, so one wheel serves every CPython 3 on that platform."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
+setup(
+    cmdclass={"build_py": BuildWithGo, "bdist_wheel": PlatformWheel},
+    distclass=BinaryDistribution,
+)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cello-framework/cello/core/broker"
 	"github.com/cello-framework/cello/core/kafka"
+	"github.com/cello-framework/cello/core/sqs"
 )
 
 // clientConfig is a parsed config of one broker kind, able to open clients.
@@ -25,6 +26,16 @@ func (c kafkaConfig) openConsumer(ctx context.Context, opts broker.ConsumerOptio
 	return kafka.NewConsumer(ctx, c.Config, opts, logger)
 }
 
+type sqsConfig struct{ *sqs.Config }
+
+func (c sqsConfig) openProducer(ctx context.Context) (broker.Producer, error) {
+	return sqs.NewProducer(ctx, c.Config, logger)
+}
+
+func (c sqsConfig) openConsumer(ctx context.Context, opts broker.ConsumerOptions) (broker.Consumer, error) {
+	return sqs.NewConsumer(ctx, c.Config, opts, logger)
+}
+
 // parseConfig parses a config of the named kind: "kafka", "rabbitmq" or "sqs".
 func parseConfig(kind string, data []byte) (clientConfig, error) {
 	switch kind {
@@ -34,6 +45,12 @@ func parseConfig(kind string, data []byte) (clientConfig, error) {
 			return nil, err
 		}
 		return kafkaConfig{c}, nil
+	case "sqs":
+		c, err := sqs.ParseConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		return sqsConfig{c}, nil
 	}
 	return nil, fmt.Errorf("%w: unknown broker kind %q, expected kafka, rabbitmq or sqs", broker.ErrInvalidArgument, kind)
 }

@@ -47,6 +47,7 @@ def test_brokers_as_list() -> None:
         ({"session_timeout_ms": 10}, "session_timeout_ms must be an integer from 1000 to 3600000, got 10"),
         ({"session_timeout_ms": True}, "session_timeout_ms must be an integer"),
         ({"session_timeout_ms": 1.5}, "session_timeout_ms must be an integer"),
+        ({"session_timeout_ms": "30000"}, 'session_timeout_ms must be an integer from 1000 to 3600000, got "30000"'),
         ({"max_poll_records": 0}, "max_poll_records must be an integer from 1 to 100000, got 0"),
         ({"security_protocol": "TLS"}, 'security_protocol must be one of "PLAINTEXT", "SSL"'),
         ({"acks": "2"}, 'acks must be one of "all", "0", "1", got "2"'),

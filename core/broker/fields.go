@@ -122,7 +122,8 @@ func (f *Fields) Int(name string, def, min, max int64) (int64, error) {
 	}
 	expected := fmt.Sprintf("an integer from %d to %d", min, max)
 	var n json.Number
-	if err := json.Unmarshal(v, &n); err != nil {
+	// json.Number also accepts a quoted number; a string is not an integer.
+	if v[0] == '"' || json.Unmarshal(v, &n) != nil {
 		return 0, f.fail(name, expected, v)
 	}
 	i, err := n.Int64()

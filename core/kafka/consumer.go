@@ -298,7 +298,11 @@ func (co *Consumer) warnOnce(kind, message, topic string) {
 	if dropped > 0 {
 		message += fmt.Sprintf(" (%d similar errors not logged)", dropped)
 	}
-	co.log.Log(broker.LevelWarning, "kafka", message, broker.F("broker", co.brokers), broker.F("topic", topic))
+	fields := []broker.Field{broker.F("broker", co.brokers)}
+	if topic != "" {
+		fields = append(fields, broker.F("topic", topic))
+	}
+	co.log.Log(broker.LevelWarning, "kafka", message, fields...)
 }
 
 // track registers a fetched record. Callers hold mu.

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import re
 import signal
 import urllib.parse
@@ -179,8 +180,20 @@ class App:
 
     # -- running --------------------------------------------------------
 
-    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Serve HTTP and run the consumers until SIGINT or SIGTERM."""
+    def run(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve HTTP and run the consumers until SIGINT or SIGTERM.
+
+        ``host`` and ``port`` default to the environment variables CELLO_HOST
+        and CELLO_PORT, then to 127.0.0.1 and 8000.
+        """
+        if host is None:
+            host = os.environ.get("CELLO_HOST", "127.0.0.1")
+        if port is None:
+            raw = os.environ.get("CELLO_PORT", "8000")
+            try:
+                port = int(raw)
+            except ValueError:
+                raise ConfigurationError(f"CELLO_PORT must be an integer port, got {raw!r}") from None
         asyncio.run(self.serve(host, port))
 
     def stop(self) -> None:

@@ -102,9 +102,7 @@ class Producer:
         payload = await lib.start(
             "cello_producer_open", config.handle, deadline, broker=config.broker
         )
-        handle = int.from_bytes(payload, "little")
-        _log.info("producer connected to %s", config.broker)
-        return cls(config, handle)
+        return cls(config, int.from_bytes(payload, "little"))
 
     @classmethod
     def connect_blocking(cls, config: BrokerConfig, *, timeout_ms: int | None = None) -> Producer:
@@ -113,9 +111,7 @@ class Producer:
         lib = _native.library()
         deadline = (timeout_ms or _connect_timeout(config)) + _DEADLINE_MARGIN_MS
         future = lib.start_blocking("cello_producer_open", config.handle, deadline, broker=config.broker)
-        handle = int.from_bytes(future.result(), "little")
-        _log.info("producer connected to %s", config.broker)
-        return cls(config, handle)
+        return cls(config, int.from_bytes(future.result(), "little"))
 
     def _encode(self, messages: Iterable[Mapping[str, Any]]) -> tuple[list[str], bytes, int]:
         out = []
@@ -239,7 +235,6 @@ class Producer:
         self._closed = True
         self._finalizer.detach()
         await self._lib.start("cello_producer_close", self._handle, timeout_ms, broker=self.broker)
-        _log.info("producer closed (%s)", self.broker)
 
     async def __aenter__(self) -> Producer:
         return self
