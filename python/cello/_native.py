@@ -201,11 +201,18 @@ class Library:
 
     def _drain(self) -> None:
         while True:
-            _, buf = self.check(self.lib.cello_events_wait(1000, 4096))
-            if not buf:
-                continue
-            per_loop: dict[Any, list[tuple[Any, Any, Any]]] = {}
-            for event in _wire.decode_events(buf):
+            try:
+                self._drain_once()
+            except Exception:  # the thread must survive, or every call would hang
+                _log.exception("dispatching events from the cello core failed")
+
+    def _drain_once(self) -> None:
+        _, buf = self.check(self.lib.cello_events_wait(1000, 4096))
+        if not buf:
+            return
+        per_loop: dict[Any, list[tuple[Any, Any, Any]]] = {}
+        for event in _wire.decode_events(buf):
+            try:
                 if event.kind == _wire.EVENT_COMPLETION:
                     self._complete(event, per_loop)
                 elif event.kind == _wire.EVENT_LOG:
@@ -214,11 +221,13 @@ class Library:
                     handler = self.http_handler
                     if handler is not None:
                         handler(event.id, event.payload or b"")
-            for loop, items in per_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_settle_all, items)
-                except RuntimeError:
-                    pass  # The loop was closed; nobody awaits these futures.
+            except Exception:  # one bad event must not lose the others
+                _log.exception("handling a cello core event of kind %d failed", event.kind)
+        for loop, items in per_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, items)
+            except RuntimeError:
+                pass  # The loop was closed; nobody awaits these futures.
 
     def _complete(self, event: _wire.Event, per_loop: dict[Any, list[Any]]) -> None:
         with self._pending_lock:

@@ -225,11 +225,12 @@ class App:
             await self._stop.wait()
         finally:
             self.started = False
-            _log.info("shutting down: draining consumers and requests for up to %.0f s", self.shutdown_timeout)
-            await self._drain(runners)
+            _log.info("shutting down: draining requests and consumers for up to %.0f s", self.shutdown_timeout)
             if server:
-                lib.http_handler = None
+                # Requests in flight still run on this loop while Go waits for them.
                 await lib.start("cello_http_shutdown", server, int(self.shutdown_timeout * 1000))
+                lib.http_handler = None
+            await self._drain(runners)
             await self._close_producers()
             executor.shutdown(wait=False, cancel_futures=True)
             if install_signal_handlers:
