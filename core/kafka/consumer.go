@@ -404,8 +404,16 @@ func (co *Consumer) settle(ctx context.Context, s broker.Settlement) error {
 	co.mu.Lock()
 	r, ok := co.inflight[s.Token]
 	if !ok {
+		issued := s.Token != 0 && s.Token <= co.nextToken
 		co.mu.Unlock()
-		return fmt.Errorf("%w: delivery token %d is unknown, already settled, or its partition was revoked", broker.ErrNotFound, s.Token)
+		if issued {
+			// Settled before, or its partition was revoked and the group
+			// will deliver the record again: nothing to do.
+			co.log.Log(broker.LevelDebug, "kafka", fmt.Sprintf("delivery token %d is no longer tracked; ignoring its result", s.Token),
+				broker.F("broker", co.brokers))
+			return nil
+		}
+		return fmt.Errorf("%w: delivery token %d was never issued by this consumer", broker.ErrNotFound, s.Token)
 	}
 	if r.settled {
 		co.mu.Unlock()

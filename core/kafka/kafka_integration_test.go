@@ -5,6 +5,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,6 +176,9 @@ func TestSettleUnknownToken(t *testing.T) {
 	err := c.Settle(context.Background(), []broker.Settlement{{Token: 12345, Result: broker.Ack}})
 	if !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if !strings.Contains(err.Error(), "never issued") {
+		t.Fatalf("err = %v, want it to say the token was never issued", err)
 	}
 }
 

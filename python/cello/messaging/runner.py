@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import _wire
 from .client import Consumer
+from .errors import ClosedError, MessagingError
 from .message import RESULT_CODES, SKIPPED_CODE, Message, MessageResult
 from .registry import ConsumerSpec
 
@@ -63,13 +64,29 @@ class ConsumerRunner:
         self.handled = 0
 
     async def run(self, poll_timeout_ms: int = 500) -> None:
-        """Poll and handle batches until stop() is called."""
+        """Poll and handle batches until stop() is called.
+
+        A failed poll or settle is logged and retried with a backoff that
+        doubles up to 30 s: the broker redelivers whatever was not settled,
+        so the consumer keeps going rather than taking the app down.
+        """
+        backoff = 0.0
         while not self.stopping.is_set():
-            deliveries = await self.consumer.poll_deliveries(poll_timeout_ms, 0)
-            if not deliveries:
-                continue
-            settlements = await self.handle_batch(deliveries)
-            await self.consumer.settle(settlements)
+            try:
+                deliveries = await self.consumer.poll_deliveries(poll_timeout_ms, 0)
+                if deliveries:
+                    settlements = await self.handle_batch(deliveries)
+                    await self.consumer.settle(settlements)
+                backoff = 0.0
+            except ClosedError:
+                return
+            except MessagingError as exc:
+                backoff = min(max(backoff * 2, 0.5), 30.0)
+                _log.error("consumer %s failed: %s; retrying in %.1f s", self.spec.describe(), exc, backoff)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
 
     def stop(self) -> None:
         self.stopping.set()
