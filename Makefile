@@ -8,7 +8,7 @@ LIB       := python/cello/_cello.so
 GO_SRC    := $(shell find core bridge -name '*.go' -o -name '*.h') go.mod go.sum
 PYTEST    ?= $(PYTHON) -m pytest
 
-.PHONY: build test test-go test-py brokers brokers-down demo wheel clean lint
+.PHONY: build test test-go test-py test-faults brokers brokers-down demo wheel clean
 
 build: $(LIB)
 
@@ -30,7 +30,11 @@ test-go:
 	$(GO) test -race -count=1 -tags "$(GOTAGS) integration" ./core/...
 
 test-py: build
-	$(PYTEST) -q tests
+	$(PYTEST) -q tests --ignore=tests/faults
+
+# Fault tests: real worker processes killed and restarted, counted messages.
+test-faults: build brokers
+	$(PYTEST) -q -s tests/faults
 
 demo: build brokers
 	$(PYTHON) examples/demo.py

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cello-framework/cello/core/broker"
 	"github.com/cello-framework/cello/core/kafka"
+	"github.com/cello-framework/cello/core/rabbitmq"
 	"github.com/cello-framework/cello/core/sqs"
 )
 
@@ -24,6 +25,16 @@ func (c kafkaConfig) openProducer(ctx context.Context) (broker.Producer, error) 
 
 func (c kafkaConfig) openConsumer(ctx context.Context, opts broker.ConsumerOptions) (broker.Consumer, error) {
 	return kafka.NewConsumer(ctx, c.Config, opts, logger)
+}
+
+type rabbitmqConfig struct{ *rabbitmq.Config }
+
+func (c rabbitmqConfig) openProducer(ctx context.Context) (broker.Producer, error) {
+	return rabbitmq.NewProducer(ctx, c.Config, logger)
+}
+
+func (c rabbitmqConfig) openConsumer(ctx context.Context, opts broker.ConsumerOptions) (broker.Consumer, error) {
+	return rabbitmq.NewConsumer(ctx, c.Config, opts, logger)
 }
 
 type sqsConfig struct{ *sqs.Config }
@@ -45,6 +56,12 @@ func parseConfig(kind string, data []byte) (clientConfig, error) {
 			return nil, err
 		}
 		return kafkaConfig{c}, nil
+	case "rabbitmq":
+		c, err := rabbitmq.ParseConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		return rabbitmqConfig{c}, nil
 	case "sqs":
 		c, err := sqs.ParseConfig(data)
 		if err != nil {

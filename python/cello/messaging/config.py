@@ -153,7 +153,11 @@ class KafkaConfig(BrokerConfig):
 
 
 class RabbitMQConfig(BrokerConfig):
-    """RabbitMQ connection settings. The password in ``url`` is never shown."""
+    """RabbitMQ connection settings. The password in ``url`` is never shown.
+
+    ``vhost`` defaults to the url's path, and to "/" when the url has none;
+    given explicitly, it wins over the url's path.
+    """
 
     broker = "rabbitmq"
     _name = "RabbitMQConfig"
@@ -161,7 +165,7 @@ class RabbitMQConfig(BrokerConfig):
     def __init__(
         self,
         url: str = "amqp://localhost",
-        vhost: str = "/",
+        vhost: str | None = None,
         prefetch_count: int = 10,
         heartbeat: int = 60,
         *,
