@@ -51,6 +51,12 @@ func (f *Fields) lookup(name string) (json.RawMessage, bool) {
 	return v, true
 }
 
+// Present returns a field's raw JSON and whether it was given and not null.
+func (f *Fields) Present(name string) (json.RawMessage, bool) {
+	v, ok := f.raw[name]
+	return v, ok && string(v) != "null"
+}
+
 // String reads an optional string; a missing or null field returns def.
 // When nonEmpty is set, an empty or blank string is rejected.
 func (f *Fields) String(name, def string, nonEmpty bool) (string, error) {

@@ -109,8 +109,10 @@ func ParseConfig(data []byte) (*Config, error) {
 	c.ConnectionTimeout = time.Duration(connectTimeout) * time.Millisecond
 	c.SendTimeout = time.Duration(sendTimeout) * time.Millisecond
 
-	if rawURL == "" {
+	if _, given := f.Present("url"); !given {
 		rawURL = "amqp://localhost"
+	} else if strings.TrimSpace(rawURL) == "" {
+		return nil, fmt.Errorf("%w: %s.url must be an amqp:// or amqps:// URL, got an empty string", broker.ErrConfig, configName)
 	}
 	urlVhost, err := c.parseURL(rawURL)
 	if err != nil {

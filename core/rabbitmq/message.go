@@ -14,8 +14,9 @@ import (
 	"github.com/cello-framework/cello/core/broker"
 )
 
-// Headers that this package reserves. Consumers hide every header with the
-// reservedPrefix from Delivery.Headers.
+// Headers that this package reserves. Consumers hide the key and retry
+// headers from Delivery.Headers but keep the dead-letter ones, so whoever
+// reads a dead-letter queue sees why and from where each message came.
 const (
 	reservedPrefix = "x-cello-"
 	// keyHeader carries OutMessage.Key; AMQP has no message key.
@@ -176,11 +177,11 @@ func toDelivery(token uint64, queue string, d *amqp.Delivery) broker.Delivery {
 }
 
 // tableToHeaders converts AMQP headers to broker headers in name order,
-// without the reserved ones.
+// without the key and retry headers.
 func tableToHeaders(t amqp.Table) []broker.Header {
 	names := make([]string, 0, len(t))
 	for name := range t {
-		if !strings.HasPrefix(name, reservedPrefix) {
+		if name != keyHeader && name != retriesHeader {
 			names = append(names, name)
 		}
 	}

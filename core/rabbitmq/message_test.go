@@ -120,18 +120,19 @@ func TestToDeliveryFields(t *testing.T) {
 		Timestamp:   ts,
 		Body:        []byte("body"),
 		Headers: amqp.Table{
-			"b":             []byte("2"),
-			"a":             "1",
-			"n":             int32(7),
-			keyHeader:       []byte("key"),
-			retriesHeader:   int32(2),
-			"x-cello-other": "hidden",
+			"b":                 []byte("2"),
+			"a":                 "1",
+			"n":                 int32(7),
+			keyHeader:           []byte("key"),
+			retriesHeader:       int32(2),
+			deadLetterReasonHdr: "boom",
 		},
 	}
 	got := toDelivery(9, "orders", &d)
 	want := broker.Delivery{
 		Token: 9, Lane: 9, Attempt: 3, ID: "m-1", Topic: "orders", Key: []byte("key"), Value: []byte("body"),
-		Headers:   []broker.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}, {Key: "n", Value: []byte("7")}},
+		Headers: []broker.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}, {Key: "n", Value: []byte("7")},
+			{Key: deadLetterReasonHdr, Value: []byte("boom")}},
 		Partition: -1, Offset: 42, Timestamp: ts,
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -279,13 +279,16 @@ func shorten(s string) string {
 
 // parseHTTPURL parses raw as an http or https URL with a host and no
 // credentials, query or fragment. A URL with a user name or password is
-// reported without its value, since the password is a secret.
+// reported without its value, since the password is a secret. Any "@"
+// counts as one: a password containing "/" or "?" makes the URL fail to
+// parse as one with credentials, and SQS queue URLs and endpoints have no
+// other use for "@".
 func parseHTTPURL(field, expected, raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err == nil && u.User != nil {
+	if strings.Contains(raw, "@") {
 		return nil, fmt.Errorf("%w: %s.%s must not contain a user name or password (value hidden)",
 			broker.ErrConfig, configPrefix, field)
 	}
+	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return nil, configError(field, expected, raw)

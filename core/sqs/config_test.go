@@ -169,6 +169,9 @@ func TestSecretsNeverShown(t *testing.T) {
 		`{"queue_url": "` + testQueueURL + `", "secret_access_key": {"v": "` + secret + `"}}`,
 		`{"queue_url": "http://user:` + secret + `@127.0.0.1:4566/000000000000/orders"}`,
 		`{"queue_url": "` + testQueueURL + `", "endpoint_url": "http://user:` + secret + `@127.0.0.1:4566"}`,
+		// A "/" in the password makes the URL fail to parse as one with credentials.
+		`{"queue_url": "http://user:` + secret + `/x@127.0.0.1:4566/000000000000/orders"}`,
+		`{"queue_url": "` + testQueueURL + `", "endpoint_url": "http://user:` + secret + `?x@127.0.0.1:4566"}`,
 		`{"queue_url": "` + testQueueURL + `", "profile": "p", "access_key_id": "a", "secret_access_key": "` + secret + `"}`,
 	}
 	for _, data := range invalid {

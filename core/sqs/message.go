@@ -32,6 +32,7 @@ const (
 	maxAttributes   = 10
 	maxAttrNameLen  = 256
 	maxGroupIDLen   = 128
+	maxDedupIDLen   = 128
 )
 
 // Message attributes that this package reads and writes itself.
@@ -39,13 +40,16 @@ const (
 	attrKey              = "cello-key"
 	attrBodyEncoding     = "cello-body-encoding"
 	attrDeadLetterReason = "cello-dead-letter-reason"
-	bodyEncodingBase64   = "base64"
-	defaultGroupID       = "default"
-	hashedGroupIDPrefix  = "sha256-"
-	maxReasonBytes       = 1024
-	dataTypeString       = "String"
-	dataTypeBinary       = "Binary"
-	dataTypeNumber       = "Number"
+	// attrDeduplicationID is a header, never sent as an attribute, whose
+	// value becomes the MessageDeduplicationId of a FIFO message.
+	attrDeduplicationID = "cello-deduplication-id"
+	bodyEncodingBase64  = "base64"
+	defaultGroupID      = "default"
+	hashedGroupIDPrefix = "sha256-"
+	maxReasonBytes      = 1024
+	dataTypeString      = "String"
+	dataTypeBinary      = "Binary"
+	dataTypeNumber      = "Number"
 )
 
 // attrNamePattern is SQS's rule for message attribute names: letters,
@@ -59,6 +63,7 @@ type outEntry struct {
 	body    string
 	attrs   map[string]types.MessageAttributeValue
 	groupID string
+	dedupID string // the caller's MessageDeduplicationId, or "" for a new one
 	size    int
 }
 
@@ -81,6 +86,13 @@ func encodeMessage(i int, m broker.OutMessage, q queue) (outEntry, error) {
 	}
 
 	for _, h := range m.Headers {
+		if h.Key == attrDeduplicationID {
+			if err := checkDeduplicationID(i, h.Value, q); err != nil {
+				return e, err
+			}
+			e.dedupID = string(h.Value)
+			continue
+		}
 		if err := checkHeader(i, h, e.attrs); err != nil {
 			return e, err
 		}
@@ -127,6 +139,21 @@ func checkHeader(i int, h broker.Header, attrs map[string]types.MessageAttribute
 	if _, dup := attrs[h.Key]; dup {
 		return fmt.Errorf("%w: message %d: header %q appears twice, but SQS attribute names are unique",
 			broker.ErrInvalidArgument, i, h.Key)
+	}
+	return nil
+}
+
+// checkDeduplicationID checks a caller's MessageDeduplicationId: SQS accepts
+// one only on a FIFO queue, as 1 to 128 printable ASCII characters other
+// than space.
+func checkDeduplicationID(i int, id []byte, q queue) error {
+	if !q.fifo {
+		return fmt.Errorf("%w: message %d has a deduplication id, but queue %q is not a FIFO queue "+
+			"(FIFO queue names end in .fifo)", broker.ErrInvalidArgument, i, q.name)
+	}
+	if len(id) == 0 || len(id) > maxDedupIDLen || !isPrintableASCII(id) {
+		return fmt.Errorf("%w: message %d: deduplication id %q must be 1 to %d printable ASCII characters "+
+			"other than space", broker.ErrInvalidArgument, i, shorten(string(id)), maxDedupIDLen)
 	}
 	return nil
 }
@@ -198,7 +225,9 @@ func isPrintableASCII(b []byte) bool {
 }
 
 // deduplicationID returns a new MessageDeduplicationId, so that a FIFO
-// queue never drops a message for having the same body as another.
+// queue never drops a message for having the same body as another. A
+// caller who wants duplicates dropped sets the cello-deduplication-id
+// header instead.
 func deduplicationID() string { return uuid.NewString() }
 
 // batchEntry builds the SendMessageBatch entry for e with the given id.
@@ -211,8 +240,12 @@ func (e outEntry) batchEntry(id string) types.SendMessageBatchRequestEntry {
 		entry.MessageAttributes = e.attrs
 	}
 	if e.groupID != "" {
+		dedup := e.dedupID
+		if dedup == "" {
+			dedup = deduplicationID()
+		}
 		entry.MessageGroupId = aws.String(e.groupID)
-		entry.MessageDeduplicationId = aws.String(deduplicationID())
+		entry.MessageDeduplicationId = aws.String(dedup)
 	}
 	return entry
 }

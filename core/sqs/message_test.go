@@ -363,3 +363,60 @@ func TestParseDestination(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeDeduplicationID(t *testing.T) {
+	m := broker.OutMessage{Value: []byte("x"), Key: []byte("g1"),
+		Headers: []broker.Header{{Key: attrDeduplicationID, Value: []byte("order-17")}}}
+	e, err := encodeMessage(0, m, fifoQueue)
+	if err != nil {
+		t.Fatalf("encodeMessage: %v", err)
+	}
+	if _, sent := e.attrs[attrDeduplicationID]; sent {
+		t.Error("the deduplication id was also sent as a message attribute")
+	}
+	entry := e.batchEntry("0")
+	if got := aws.ToString(entry.MessageDeduplicationId); got != "order-17" {
+		t.Errorf("MessageDeduplicationId = %q, want order-17", got)
+	}
+	if got := aws.ToString(entry.MessageGroupId); got != "g1" {
+		t.Errorf("MessageGroupId = %q, want the key g1", got)
+	}
+
+	m.Headers = nil
+	e, err = encodeMessage(0, m, fifoQueue)
+	if err != nil {
+		t.Fatalf("encodeMessage without an id: %v", err)
+	}
+	first, second := e.batchEntry("0"), e.batchEntry("0")
+	if aws.ToString(first.MessageDeduplicationId) == "" ||
+		aws.ToString(first.MessageDeduplicationId) == aws.ToString(second.MessageDeduplicationId) {
+		t.Errorf("without a caller's id, entries got ids %q and %q, want two new distinct ones",
+			aws.ToString(first.MessageDeduplicationId), aws.ToString(second.MessageDeduplicationId))
+	}
+}
+
+func TestEncodeDeduplicationIDRejects(t *testing.T) {
+	cases := map[string]struct {
+		id    string
+		queue queue
+		text  string
+	}{
+		"standard queue": {"order-17", standardQueue, "not a FIFO queue"},
+		"empty":          {"", fifoQueue, "1 to 128"},
+		"space":          {"order 17", fifoQueue, "1 to 128"},
+		"too long":       {strings.Repeat("d", maxDedupIDLen+1), fifoQueue, "1 to 128"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := broker.OutMessage{Value: []byte("x"),
+				Headers: []broker.Header{{Key: attrDeduplicationID, Value: []byte(c.id)}}}
+			_, err := encodeMessage(2, m, c.queue)
+			if !errors.Is(err, broker.ErrInvalidArgument) {
+				t.Fatalf("error = %v, want ErrInvalidArgument", err)
+			}
+			if !strings.Contains(err.Error(), c.text) || !strings.Contains(err.Error(), "message 2") {
+				t.Errorf("error %q does not contain %q and the message index", err, c.text)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,10 +46,12 @@ type receivedBatch struct {
 // a long poll on every subscribed queue that has none in flight and returns
 // the first deliveries that arrive. Each long poll waits for at most
 // wait_time_secs and timeout rounded down to whole seconds. SQS waits in
-// whole seconds, so a timeout under one second makes a short poll.
+// whole seconds, so a timeout under one second makes a short poll. A limit
+// of 0 or less means max_messages, as the Python Consumer.poll passes 0 for
+// its default.
 func (c *consumer) Poll(ctx context.Context, timeout time.Duration, limit int) ([]broker.Delivery, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("%w: poll max must be at least 1, got %d", broker.ErrInvalidArgument, limit)
+		limit = c.cfg.MaxMessages
 	}
 	if err := c.enter(); err != nil {
 		return nil, err
@@ -57,8 +60,10 @@ func (c *consumer) Poll(ctx context.Context, timeout time.Duration, limit int) (
 	if ready := c.takeBuffered(limit); len(ready) > 0 {
 		return ready, nil
 	}
+	end := time.Now().Add(timeout)
 	wait := max(0, min(c.cfg.WaitTimeSecs, int(timeout/time.Second)))
-	started, err := c.startReceives(int32(wait), int32(min(limit, c.cfg.MaxMessages)))
+	n := int32(min(limit, c.cfg.MaxMessages))
+	started, err := c.startReceives(int32(wait), n)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +86,17 @@ func (c *consumer) Poll(ctx context.Context, timeout time.Duration, limit int) (
 		}
 		select {
 		case <-c.arrived:
+			// A call that an earlier Poll started, and that ended empty,
+			// leaves its queue without a receive: a long poll starts a new
+			// one there for the whole seconds that are left.
+			left := max(0, min(c.cfg.WaitTimeSecs, int(time.Until(end)/time.Second)))
+			if wait > 0 && left > 0 {
+				more, err := c.startReceives(int32(left), n)
+				if err != nil {
+					return nil, err
+				}
+				started = append(started, more...)
+			}
 		case <-deadline:
 			return c.takeBuffered(limit), nil
 		case <-ctx.Done():
@@ -90,9 +106,20 @@ func (c *consumer) Poll(ctx context.Context, timeout time.Duration, limit int) (
 			if c.closing.Err() != nil {
 				return nil, fmt.Errorf("%w: sqs consumer closed during poll", broker.ErrClosed)
 			}
-			return nil, translate(ctx.Err(), "ReceiveMessage", started[0].queue.name, nil)
+			return nil, translate(ctx.Err(), "ReceiveMessage", c.subscribedNames(), nil)
 		}
 	}
+}
+
+// subscribedNames returns the subscribed queue names, joined for messages.
+func (c *consumer) subscribedNames() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, len(c.subs))
+	for i, s := range c.subs {
+		names[i] = s.queue.name
+	}
+	return strings.Join(names, ", ")
 }
 
 // takeBuffered removes and returns up to limit buffered deliveries.

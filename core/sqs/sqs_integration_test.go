@@ -683,3 +683,51 @@ func TestPollWithoutSubscription(t *testing.T) {
 		t.Errorf("Poll before Subscribe = %v, want ErrInvalidArgument", err)
 	}
 }
+
+func TestPollZeroLimitMeansMaxMessages(t *testing.T) {
+	fx := newFixture(t)
+	url := fx.createQueue(fx.queueName("limit"), nil)
+	cfg := fx.config(url, `"max_messages": 3`)
+	p := fx.producer(cfg)
+	c := fx.consumer(cfg, broker.ConsumerOptions{Retry: broker.DefaultRetryPolicy})
+	for i := 0; i < 5; i++ {
+		fx.send(p, broker.OutMessage{Value: []byte(fmt.Sprintf("m%d", i))})
+	}
+
+	ds, err := c.Poll(fx.ctx, 2*time.Second, 0)
+	if err != nil {
+		t.Fatalf("Poll with limit 0: %v", err)
+	}
+	if len(ds) == 0 || len(ds) > 3 {
+		t.Fatalf("Poll with limit 0 returned %d deliveries, want 1 to max_messages (3)", len(ds))
+	}
+	for _, d := range ds {
+		fx.settle(c, d, broker.Ack, "")
+	}
+}
+
+func TestFIFODeduplicationID(t *testing.T) {
+	fx := newFixture(t)
+	url := fx.createQueue(fx.queueName("dedup")+".fifo", nil)
+	cfg := fx.config(url, "")
+	p := fx.producer(cfg)
+	c := fx.consumer(cfg, broker.ConsumerOptions{Retry: broker.DefaultRetryPolicy})
+
+	dedup := []broker.Header{{Key: attrDeduplicationID, Value: []byte("order-17")}}
+	fx.send(p, broker.OutMessage{Key: []byte("g"), Value: []byte("first"), Headers: dedup})
+	fx.send(p, broker.OutMessage{Key: []byte("g"), Value: []byte("repeat"), Headers: dedup})
+	fx.send(p, broker.OutMessage{Key: []byte("g"), Value: []byte("first")})
+
+	ds := fx.pollN(c, 3, 5*time.Second)
+	var values []string
+	for _, d := range ds {
+		values = append(values, string(d.Value))
+		if len(d.Headers) != 0 {
+			t.Errorf("delivery %q has headers %v, want none", d.Value, d.Headers)
+		}
+		fx.settle(c, d, broker.Ack, "")
+	}
+	if strings.Join(values, ",") != "first,first" {
+		t.Errorf("received %v, want the first message and the one without an id, not the repeat", values)
+	}
+}
