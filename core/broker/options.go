@@ -17,6 +17,12 @@ type ConsumerOptions struct {
 	DeadLetter string
 	// Prefetch caps unacknowledged deliveries (RabbitMQ); 0 keeps the config's.
 	Prefetch int
+	// Exchange, when set, is declared durable with ExchangeType and each
+	// subscribed queue is bound to it with RoutingKey, or with the queue's
+	// name when RoutingKey is empty (RabbitMQ only).
+	Exchange     string
+	ExchangeType string
+	RoutingKey   string
 	// VisibilityTimeout is how long an SQS message stays hidden per receive,
 	// extended while its handler runs; 0 keeps the queue's own.
 	VisibilityTimeout time.Duration
@@ -24,8 +30,8 @@ type ConsumerOptions struct {
 
 // ParseConsumerOptions reads ConsumerOptions from a JSON object with the
 // fields group, auto_commit, max_retries, retry_backoff_ms,
-// max_retry_backoff_ms, dead_letter, prefetch_count and
-// visibility_timeout_secs, all optional.
+// max_retry_backoff_ms, dead_letter, prefetch_count, exchange,
+// exchange_type, routing_key and visibility_timeout_secs, all optional.
 func ParseConsumerOptions(data []byte) (ConsumerOptions, error) {
 	opts := ConsumerOptions{Retry: DefaultRetryPolicy}
 	if len(data) == 0 {
@@ -70,6 +76,15 @@ func ParseConsumerOptions(data []byte) (ConsumerOptions, error) {
 		return opts, err
 	}
 	opts.Prefetch = int(prefetch)
+	if opts.Exchange, err = f.String("exchange", "", true); err != nil {
+		return opts, err
+	}
+	if opts.ExchangeType, err = f.Choice("exchange_type", "topic", "direct", "topic", "fanout", "headers"); err != nil {
+		return opts, err
+	}
+	if opts.RoutingKey, err = f.String("routing_key", "", false); err != nil {
+		return opts, err
+	}
 	visibility, err := f.Int("visibility_timeout_secs", 0, 0, 43200)
 	if err != nil {
 		return opts, err

@@ -273,7 +273,42 @@ func (c *Consumer) declare(s *session, queues []string) error {
 				return declareError(name, err)
 			}
 		}
+		if c.opts.Exchange != "" {
+			if err := c.bind(s, &ch, q); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// bind declares the options' exchange durable and binds queue to it.
+func (c *Consumer) bind(s *session, ch **amqp.Channel, queue string) error {
+	if *ch == nil || (*ch).IsClosed() {
+		var err error
+		if *ch, err = s.conn.Channel(); err != nil {
+			return fmt.Errorf("%w: opening a rabbitmq channel: %v", broker.ErrConnection, err)
+		}
+	}
+	exchange, kind := c.opts.Exchange, c.opts.ExchangeType
+	err := (*ch).ExchangeDeclare(exchange, kind, true, false, false, false, nil)
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Server && amqpErr.Code == amqp.PreconditionFailed {
+		return fmt.Errorf("%w: exchange %q exists with another type or settings than a durable %s exchange; pass its exchange_type: %s",
+			broker.ErrConfig, exchange, kind, amqpErr.Reason)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: declaring exchange %q: %v", broker.ErrConnection, exchange, err)
+	}
+	key := c.opts.RoutingKey
+	if key == "" {
+		key = queue
+	}
+	if err := (*ch).QueueBind(queue, key, exchange, false, nil); err != nil {
+		return fmt.Errorf("%w: binding queue %q to exchange %q with routing key %q: %v", broker.ErrConnection, queue, exchange, key, err)
+	}
+	c.log.Log(broker.LevelInfo, component, fmt.Sprintf("bound queue %s to %s exchange %s with routing key %q", queue, kind, exchange, key),
+		broker.F("broker", "rabbitmq"), broker.F("queue", queue))
 	return nil
 }
 
