@@ -1,10 +1,20 @@
-"""Run the Quick Start against the local brokers and show orders flowing.
+"""Run the Quick Starts against the local brokers and show orders flowing.
 
-Starts examples/quickstart.py, posts orders to its HTTP route (each one is
-published to ``order-events`` and consumed by the audit consumer), sends
-orders straight to the ``orders`` topic (each one consumed by
-``process_order``), waits until every one was consumed, then stops the app
-with SIGTERM and checks that it exited cleanly. Run it with ``make demo``.
+The Kafka stage starts examples/quickstart.py and posts orders to its HTTP
+route, which publishes each one to ``order-events`` for the audit consumer.
+It also sends orders straight to the ``orders`` topic for ``process_order``.
+Once every order was consumed, it stops the app with SIGTERM and checks that
+it exited cleanly.
+
+The RabbitMQ stage starts examples/rabbitmq_quickstart.py, posts signups to
+its HTTP route, which publishes each one to the ``signups`` queue, and
+waits until ``welcome`` handled every one.
+
+The SQS stage creates a queue of its own on the local SQS server and starts
+examples/sqs_quickstart.py on it. It posts orders to the app's HTTP route,
+which publishes each one to the queue for ``handle_order``, waits until
+every one was consumed, stops the app with SIGTERM, checks the exit code
+and deletes the queue. Run all three with ``make demo``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 90.0
+# The local SQS-compatible server that scripts/brokers.sh starts.
+SQS_ENDPOINT = "http://127.0.0.1:4566"
 
 
 def free_port() -> int:
@@ -33,11 +45,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_app(port: int) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    env = dict(os.environ, CELLO_PORT=str(port), PYTHONUNBUFFERED="1")
+def start_app(
+    port: int, script: str = "quickstart.py", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    env = dict(os.environ, CELLO_PORT=str(port), PYTHONUNBUFFERED="1", **(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent / "python"), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "quickstart.py")],
+        [sys.executable, str(HERE / script)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -89,7 +103,74 @@ async def send_orders(ids: list[str]) -> None:
             print(f"demo: sent order {order_id} to orders[{result.partition}] at offset {result.offset}")
 
 
-def main() -> int:
+def sqs_call(action: str, body: dict[str, object]) -> dict[str, object]:
+    """Call the local SQS server's JSON API, which checks no signatures."""
+    request = urllib.request.Request(
+        SQS_ENDPOINT + "/",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"AmazonSQS.{action}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else {}  # type: ignore[no-any-return]
+
+
+def post_json(port: int, path: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def stop_app(proc: subprocess.Popen[str]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
+def run_sqs() -> int:
+    # A queue of this run's own, so that two demos running at once never
+    # take each other's messages.
+    name = f"cello-demo-orders-{uuid.uuid4().hex[:8]}"
+    url = str(sqs_call("CreateQueue", {"QueueName": name})["QueueUrl"])
+    print(f"demo: created SQS queue {url}")
+    try:
+        port = free_port()
+        print(f"demo: starting examples/sqs_quickstart.py on 127.0.0.1:{port}")
+        proc, lines = start_app(port, "sqs_quickstart.py", {"CELLO_SQS_QUEUE_URL": url})
+        try:
+            wait_for_lines(lines, {"listening on": 1, f"consuming sqs queue {url} ": 1}, proc)
+            items = [f"demo-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+            for item in items:
+                print(f"demo: POST /orders {{'item': '{item}'}} -> {post_json(port, '/orders', {'item': item})}")
+            wait_for_lines(lines, {f"handled order {{'order_id': {i + 1}, 'item': '{item}'": 1
+                                   for i, item in enumerate(items)}, proc)
+            print("demo: every order posted to the SQS route was consumed")
+        finally:
+            code = stop_app(proc)
+    finally:
+        sqs_call("DeleteQueue", {"QueueUrl": url})
+    print(f"demo: the SQS app stopped on SIGTERM with exit code {code}")
+    return code
+
+
+def run_rabbitmq() -> int:
+    port = free_port()
+    print(f"demo: starting examples/rabbitmq_quickstart.py on 127.0.0.1:{port}")
+    proc, lines = start_app(port, "rabbitmq_quickstart.py", {})
+    try:
+        wait_for_lines(lines, {"listening on": 1, "consuming rabbitmq queue signups": 1}, proc)
+        users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+        for user in users:
+            print(f"demo: POST /signups {{'user': '{user}'}} -> {post_json(port, '/signups', {'user': user})}")
+        wait_for_lines(lines, {f"welcomed {user} ": 1 for user in users}, proc)
+        print("demo: every signup posted to the RabbitMQ route was consumed")
+    finally:
+        code = stop_app(proc)
+    print(f"demo: the RabbitMQ app stopped on SIGTERM with exit code {code}")
+    return code
+
+
+def run_kafka() -> int:
     port = free_port()
     print(f"demo: starting examples/quickstart.py on 127.0.0.1:{port}")
     proc, lines = start_app(port)
@@ -112,7 +193,14 @@ def main() -> int:
             proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     print(f"demo: the app stopped on SIGTERM with exit code {code}")
-    return 0 if code == 0 else 1
+    return code
+
+
+def main() -> int:
+    for stage in (run_kafka, run_rabbitmq, run_sqs):
+        if stage() != 0:
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -104,3 +104,105 @@ async def drain(config: KafkaConfig, topic: str, expected: int, timeout: float =
 async def produce(config: KafkaConfig, topic: str, values: list[Any], **kwargs: Any) -> None:
     async with Producer.connect(config) as producer:
         await producer.send_batch([{"topic": topic, "value": v, **kwargs} for v in values])
+
+
+# --- SQS ---------------------------------------------------------------------
+# These fixtures talk to the local SQS-compatible server (ElasticMQ, started
+# by 'scripts/brokers.sh up sqs') on 127.0.0.1:4566, never to AWS. The admin
+# helper uses the server's JSON protocol over plain HTTP without signatures,
+# which the local server does not check, so the tests need no AWS SDK.
+
+import json as _json  # noqa: E402 - this file is extended by appending
+import urllib.error as _urlerror  # noqa: E402
+import urllib.request as _urlrequest  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+from cello import SqsConfig  # noqa: E402
+
+SQS_HOST, SQS_PORT = "127.0.0.1", 4566
+SQS_ENDPOINT = f"http://{SQS_HOST}:{SQS_PORT}"
+
+
+class SqsAdmin:
+    """Creates, inspects and deletes queues on the local SQS server.
+
+    Every queue it creates is deleted by ``delete_all``, together with the
+    ``<queue>-dlq`` that the consumer creates for dead letters by default.
+    Calls block; wrap slow ones (a receive that waits) in asyncio.to_thread.
+    """
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def call(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = _urlrequest.Request(
+            SQS_ENDPOINT + "/",
+            data=_json.dumps(body).encode(),
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"AmazonSQS.{action}"},
+        )
+        try:
+            with _urlrequest.urlopen(request, timeout=30) as response:
+                raw = response.read()
+        except _urlerror.HTTPError as exc:
+            raise AssertionError(f"SQS {action} {body} failed: {exc.code} {exc.read()[:500]!r}") from exc
+        return _json.loads(raw) if raw else {}
+
+    def queue_name(self, purpose: str, fifo: bool = False) -> str:
+        """Return a new unique queue name (nothing is created)."""
+        return f"cello-{purpose}-{uuid.uuid4().hex[:12]}" + (".fifo" if fifo else "")
+
+    def url(self, name: str) -> str:
+        return f"http://localhost:{SQS_PORT}/000000000000/{name}"
+
+    def create_queue(self, purpose: str, *, fifo: bool = False, attributes: dict[str, str] | None = None) -> str:
+        """Create a queue with a unique name and return its URL."""
+        name = self.queue_name(purpose, fifo)
+        attrs = dict(attributes or {})
+        if fifo:
+            attrs["FifoQueue"] = "true"
+        self.created.append(name)
+        return str(self.call("CreateQueue", {"QueueName": name, "Attributes": attrs})["QueueUrl"])
+
+    def exists(self, name: str) -> bool:
+        return name in {u.rsplit("/", 1)[1] for u in self.call("ListQueues", {"QueueNamePrefix": name}).get("QueueUrls", [])}
+
+    def counts(self, url: str) -> tuple[int, int]:
+        """Return the (visible, in flight) message counts of a queue."""
+        attrs = self.call("GetQueueAttributes", {
+            "QueueUrl": url,
+            "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        })["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def receive(self, url: str, wait_secs: int = 0) -> list[dict[str, Any]]:
+        """Receive up to 10 messages with all attributes, and delete them."""
+        messages = self.call("ReceiveMessage", {
+            "QueueUrl": url,
+            "MaxNumberOfMessages": 10,
+            "WaitTimeSeconds": wait_secs,
+            "MessageAttributeNames": ["All"],
+        }).get("Messages", [])
+        for m in messages:
+            self.call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]})
+        return list(messages)
+
+    def delete_all(self) -> None:
+        for name in self.created:
+            dlq = name[: -len(".fifo")] + "-dlq.fifo" if name.endswith(".fifo") else name + "-dlq"
+            for queue in (name, dlq):
+                if self.exists(queue):
+                    self.call("DeleteQueue", {"QueueUrl": self.url(queue)})
+
+
+@pytest.fixture
+def sqs_admin() -> Iterator[SqsAdmin]:
+    _require(SQS_HOST, SQS_PORT, "The SQS server (ElasticMQ)")
+    admin = SqsAdmin()
+    yield admin
+    admin.delete_all()
+
+
+@pytest.fixture
+def sqs_config(sqs_admin: SqsAdmin) -> SqsConfig:
+    """An SqsConfig.local for a new queue, deleted after the test."""
+    return SqsConfig.local(queue_url=sqs_admin.create_queue("test"))

@@ -253,3 +253,28 @@ async def test_broker_restart_loses_nothing_acknowledged(rabbit_config: RabbitMQ
                         await asyncio.sleep(0.2)
             await wait_for(lambda: set(sent) <= handled, timeout=60, what="every sent message handled")
     assert set(sent) <= handled
+
+
+async def test_exchange_binding_and_producer(rabbit_config: RabbitMQConfig, queue: str) -> None:
+    """A consumer bound to a topic exchange gets what a producer publishes there."""
+    exchange = f"ex-{uuid.uuid4().hex[:8]}"
+    app = _app(rabbit_config)
+    handled: list[str] = []
+
+    @rabbitmq_consumer(queue, exchange=exchange, routing_key="orders.*")
+    async def on_order(message: Message) -> None:
+        handled.append(message.text)
+
+    @rabbitmq_producer(exchange=exchange, routing_key="orders.created")
+    async def created(n: int) -> str:
+        return f"order {n}"
+
+    async with RunningApp(app):
+        assert await created(1) == "order 1"
+        assert await created(2) == "order 2"
+        await wait_for(lambda: sorted(handled) == ["order 1", "order 2"], what="both orders")
+
+
+def test_routing_key_without_exchange_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="routing_key needs an exchange"):
+        rabbitmq_consumer("q", routing_key="a.b")

@@ -12,7 +12,7 @@
 // attribute names cello-key (the message key), cello-body-encoding (set to
 // "base64" when a value that SQS cannot carry as text was encoded) and
 // cello-dead-letter-reason (added to dead-lettered messages). On a FIFO
-// queue the key is the message group, and a header named
-// cello-deduplication-id is sent as the MessageDeduplicationId instead of
-// an attribute; without it every message gets a new one.
+// queue the key is the message group. A header named cello-deduplication-id
+// is sent as the MessageDeduplicationId, not as an attribute. Without it,
+// every message gets a new one.
 package sqs

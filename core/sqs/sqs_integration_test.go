@@ -731,3 +731,44 @@ func TestFIFODeduplicationID(t *testing.T) {
 		t.Errorf("received %v, want the first message and the one without an id, not the repeat", values)
 	}
 }
+
+// A Poll that ends before its ReceiveMessage call leaves that call in
+// flight. Once that call ends empty, the next Poll must start a new one
+// rather than wait out its timeout with no call at all.
+func TestPollAfterEarlierPollLeftCallInFlight(t *testing.T) {
+	fx := newFixture(t)
+	url := fx.createQueue(fx.queueName("restart"), nil)
+	cfg := fx.config(url, `"wait_time_secs": 20`)
+	p := fx.producer(cfg)
+	c := fx.consumer(cfg, broker.ConsumerOptions{Retry: broker.DefaultRetryPolicy})
+
+	// The first Poll gives up after 200 ms; its 1 s long poll goes on.
+	short, cancel := context.WithTimeout(fx.ctx, 200*time.Millisecond)
+	defer cancel()
+	if ds, err := c.Poll(short, time.Second, 1); len(ds) != 0 || !errors.Is(err, broker.ErrTimeout) {
+		t.Fatalf("first Poll = %d deliveries, %v; want none and ErrTimeout", len(ds), err)
+	}
+
+	start := time.Now()
+	sent := make(chan error, 1)
+	go func() {
+		// Send after the first call ended empty (about 1 s in).
+		time.Sleep(2 * time.Second)
+		_, err := p.Send(fx.ctx, []broker.OutMessage{{Value: []byte("late")}})
+		sent <- err
+	}()
+	ds, err := c.Poll(fx.ctx, 8*time.Second, 1)
+	if err != nil {
+		t.Fatalf("second Poll: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if len(ds) != 1 || string(ds[0].Value) != "late" {
+		t.Fatalf("second Poll returned %d deliveries after %v, want the message sent during it", len(ds), time.Since(start))
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("second Poll took %v, want the message soon after it was sent at 2 s", elapsed)
+	}
+	fx.settle(c, ds[0], broker.Ack, "")
+}

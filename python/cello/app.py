@@ -266,10 +266,10 @@ class App:
             consumer = await Consumer.connect(config, **spec.options)
             await consumer.subscribe(spec.names)
             runner = ConsumerRunner(spec, consumer, executor)
-            task = asyncio.create_task(runner.run(), name=f"cello-consumer-{spec.describe()}")
+            task = asyncio.create_task(runner.run(), name=f"cello-consumer-{runner.description}")
             task.add_done_callback(self._consumer_done)
             runners.append((runner, task))
-            _log.info("consuming %s", spec.describe())
+            _log.info("consuming %s", runner.description)
         return runners
 
     def _consumer_done(self, task: asyncio.Task[None]) -> None:
@@ -295,7 +295,7 @@ class App:
             try:
                 await runner.consumer.close()
             except Exception as exc:  # noqa: BLE001 - keep closing the others
-                _log.error("closing consumer %s failed: %s", runner.spec.describe(), exc)
+                _log.error("closing consumer %s failed: %s", runner.description, exc)
 
     # -- HTTP -----------------------------------------------------------
 

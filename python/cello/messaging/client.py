@@ -28,12 +28,21 @@ _log = logging.getLogger("cello.messaging")
 _DEADLINE_MARGIN_MS = 5000
 # Bound on close(): flushing or committing longer than this gives up.
 DEFAULT_CLOSE_TIMEOUT_MS = 30000
+# The header that carries an SQS FIFO message's deduplication id to the Go
+# core, which sends it as the MessageDeduplicationId, not as an attribute.
+_DEDUPLICATION_HEADER = "cello-deduplication-id"
+_BATCH_FIELDS = {"topic", "queue", "value", "key", "headers", "deduplication_id"}
 
 T = TypeVar("T")
 
 
 class SendResult(NamedTuple):
-    """The broker's acknowledgement of one sent message."""
+    """The broker's acknowledgement of one sent message.
+
+    ``topic`` is the destination as given to ``send``. On SQS,
+    ``message_id`` is the MessageId that SQS assigned, and ``partition``
+    and ``offset`` are 0 because SQS has neither.
+    """
 
     topic: str
     partition: int
@@ -85,7 +94,7 @@ class Producer:
         self._handle = handle
         self._lib = _native.library()
         self._closed = False
-        self._send_timeout_ms = int(getattr(config, "send_timeout_ms", 30000) or 30000)
+        self._send_timeout_ms = _send_timeout(config)
         self._finalizer = weakref.finalize(
             self, _close_quietly, self._lib, "cello_producer_close", handle, self.broker
         )
@@ -120,27 +129,55 @@ class Producer:
                 raise ConfigurationError(
                     f"send_batch item {i} must be a dict with 'topic' and 'value', got {type(m).__name__}"
                 )
-            unknown = set(m) - {"topic", "value", "key", "headers", "queue"}
+            unknown = set(m) - _BATCH_FIELDS
             if unknown:
                 raise ConfigurationError(
                     f"send_batch item {i} has unknown field(s) {sorted(unknown)}; "
-                    "expected topic, value, key, headers"
+                    "expected topic (or queue), value, key, headers, deduplication_id"
                 )
             destination = m.get("topic", m.get("queue"))
-            out.append(self._message(destination, m.get("value"), m.get("key"), m.get("headers"), f"item {i}"))
+            out.append(
+                self._message(
+                    destination, m.get("value"), m.get("key"), m.get("headers"), f"item {i}",
+                    m.get("deduplication_id"),
+                )
+            )
         return [m.destination for m in out], _wire.encode_outgoing(out), len(out)
 
-    def _message(self, destination: Any, value: Any, key: Any, headers: Any, where: str) -> _wire.OutMessage:
+    def _message(
+        self, destination: Any, value: Any, key: Any, headers: Any, where: str, deduplication_id: Any = None
+    ) -> _wire.OutMessage:
         if not isinstance(destination, str) or (not destination and self.broker != "sqs"):
             raise ConfigurationError(
                 f"{where}: topic must be a non-empty str, got {destination!r}", broker=self.broker
             )
+        encoded_headers = encode_headers(headers)
+        if deduplication_id is not None:
+            encoded_headers.append(self._deduplication_header(deduplication_id, encoded_headers, where))
         return _wire.OutMessage(
             destination,
             encode_key(key),
             encode_value(value, f"{where} value"),  # type: ignore[arg-type]
-            encode_headers(headers),
+            encoded_headers,
         )
+
+    def _deduplication_header(self, value: Any, headers: list[tuple[str, bytes]], where: str) -> tuple[str, bytes]:
+        if self.broker != "sqs":
+            raise ConfigurationError(
+                f"{where}: deduplication_id applies to SQS FIFO queues only, not to {self.broker}",
+                broker=self.broker,
+            )
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(
+                f"{where}: deduplication_id must be a non-empty str, got {value!r}", broker=self.broker
+            )
+        if any(name == _DEDUPLICATION_HEADER for name, _ in headers):
+            raise ConfigurationError(
+                f"{where}: pass the deduplication id once, as deduplication_id or as the "
+                f"{_DEDUPLICATION_HEADER} header, not both",
+                broker=self.broker,
+            )
+        return (_DEDUPLICATION_HEADER, value.encode("utf-8"))
 
     async def send(
         self,
@@ -148,15 +185,20 @@ class Producer:
         value: Any,
         key: str | bytes | None = None,
         headers: Mapping[str, str | bytes] | None = None,
+        *,
+        deduplication_id: str | None = None,
     ) -> SendResult:
         """Send one message and return once the broker acknowledged it.
 
         ``topic`` is a Kafka topic, a RabbitMQ routing key or an SQS queue
         name or URL. dict and list values are sent as JSON, str as UTF-8
-        and bytes unchanged.
+        and bytes unchanged. On SQS, headers travel as message attributes;
+        on a FIFO queue ``key`` is the message group and
+        ``deduplication_id`` the MessageDeduplicationId (without one, no
+        message is dropped as a duplicate).
         """
         self._check_open()
-        buf = _wire.encode_outgoing([self._message(topic, value, key, headers, "send")])
+        buf = _wire.encode_outgoing([self._message(topic, value, key, headers, "send", deduplication_id)])
         (result,) = await self._send(buf, [topic])
         if result.error is not None:
             raise result.error
@@ -165,27 +207,28 @@ class Producer:
     async def send_batch(self, messages: Sequence[Mapping[str, Any]]) -> list[SendResult]:
         """Send many messages at once and return when all were acknowledged.
 
-        Each item is a dict with ``topic`` and ``value`` and optionally
-        ``key`` and ``headers``. If any message fails, the error of the first
-        failure is raised with ``results`` set to every message's SendResult,
-        so the caller can resend the failed ones.
+        Each item is a dict with ``topic`` (``queue`` also works) and
+        ``value`` and optionally ``key``, ``headers`` and, for SQS FIFO
+        queues, ``deduplication_id``. SQS messages go in SendMessageBatch
+        calls of up to 10 per queue. If any message fails, the error of the
+        first failure is raised with ``results`` set to every message's
+        SendResult, so the caller can resend the failed ones.
         """
         self._check_open()
         topics, buf, n = self._encode(messages)
         if n == 0:
             return []
         results = await self._send(buf, topics)
-        failed = [r for r in results if r.error is not None]
+        failed = [r.error for r in results if r.error is not None]
         if failed:
-            first = failed[0].error
-            assert first is not None
+            first = failed[0]
             err = type(first)(
                 f"{len(failed)} of {len(results)} messages failed; first: {first}",
                 broker=self.broker,
                 code=first.code,
             )
             err.results = results  # type: ignore[attr-defined]
-            raise err
+            raise err from first
         return results
 
     def _send(self, buf: bytes, topics: list[str]) -> asyncio.Future[list[SendResult]]:
@@ -199,10 +242,12 @@ class Producer:
             decode=lambda payload: self._results(payload, topics),
         )
 
-    def send_blocking(self, topic: str, value: Any, key: Any = None, headers: Any = None) -> SendResult:
+    def send_blocking(
+        self, topic: str, value: Any, key: Any = None, headers: Any = None, *, deduplication_id: str | None = None
+    ) -> SendResult:
         """Send one message from synchronous code and wait for the acknowledgement."""
         self._check_open()
-        buf = _wire.encode_outgoing([self._message(topic, value, key, headers, "send")])
+        buf = _wire.encode_outgoing([self._message(topic, value, key, headers, "send", deduplication_id)])
         future = self._lib.start_blocking(
             "cello_producer_send",
             self._handle,
@@ -255,6 +300,18 @@ class Producer:
         return f"<Producer {self.broker} {state} {self.config!r}>"
 
 
+def _send_timeout(config: BrokerConfig) -> int:
+    """Return the config's bound on one send: send_timeout_ms, or SQS's request_timeout_ms."""
+    for name in ("send_timeout_ms", "request_timeout_ms"):
+        try:
+            value = getattr(config, name)
+        except AttributeError:
+            continue
+        if isinstance(value, int) and value > 0:
+            return value
+    return 30000
+
+
 def _connect_timeout(config: BrokerConfig) -> int:
     for name in ("connect_timeout_ms", "connection_timeout_ms", "request_timeout_ms"):
         try:
@@ -296,6 +353,9 @@ class Consumer:
         max_retry_backoff_ms: int = 30000,
         dead_letter: str | None = None,
         prefetch_count: int | None = None,
+        exchange: str | None = None,
+        exchange_type: str | None = None,
+        routing_key: str | None = None,
         visibility_timeout_secs: int | None = None,
         timeout_ms: int | None = None,
     ) -> _Connecting[Consumer]:
@@ -303,7 +363,9 @@ class Consumer:
 
         ``group`` and ``auto_commit`` override the config's (Kafka);
         ``max_retries`` and the backoff decide how nacked messages are
-        retried before they go to the dead-letter destination.
+        retried before they go to the dead-letter destination. On RabbitMQ,
+        ``exchange`` binds each subscribed queue to that exchange with
+        ``routing_key`` (default: the queue's name).
         """
         options = {
             "group": group,
@@ -313,6 +375,9 @@ class Consumer:
             "max_retry_backoff_ms": max_retry_backoff_ms,
             "dead_letter": dead_letter,
             "prefetch_count": prefetch_count,
+            "exchange": exchange,
+            "exchange_type": exchange_type,
+            "routing_key": routing_key,
             "visibility_timeout_secs": visibility_timeout_secs,
         }
         options = {k: v for k, v in options.items() if v is not None}

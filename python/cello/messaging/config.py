@@ -204,7 +204,19 @@ class RabbitMQConfig(BrokerConfig):
 
 
 class SqsConfig(BrokerConfig):
-    """AWS SQS settings. Credentials come from the standard AWS chain."""
+    """AWS SQS settings, validated by the Go core.
+
+    ``max_messages`` (1 to 10) caps the messages of one ReceiveMessage call
+    and ``wait_time_secs`` (0 to 20) its long-poll wait. Credentials are the
+    access keys given here, else ``profile`` or the standard AWS chain
+    (environment, shared files, container and instance roles), else, with
+    ``use_dummy_credentials`` (set by ``local()``), the pair test/test. None
+    of them appears in ``repr``, logs or error messages.
+
+    NOTE: the Go core copies the process environment once, when cello's
+    library loads, so AWS_* variables set in os.environ after the first
+    config was made are not seen.
+    """
 
     broker = "sqs"
     _name = "SqsConfig"
@@ -245,7 +257,10 @@ class SqsConfig(BrokerConfig):
 
     @classmethod
     def local(cls, queue_url: str = "http://localhost:4566/000000000000/test-queue", **overrides: Any) -> SqsConfig:
-        """Return a config for a local SQS-compatible server on localhost:4566."""
+        """Return a config for a local SQS-compatible server on localhost:4566.
+
+        It uses the dummy credentials test/test when the AWS chain finds none.
+        """
         overrides.setdefault("endpoint_url", "http://localhost:4566")
         overrides.setdefault("use_dummy_credentials", True)
         return cls(queue_url=queue_url, **overrides)

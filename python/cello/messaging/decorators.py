@@ -85,20 +85,45 @@ def kafka_consumer(
 
 def rabbitmq_consumer(
     queue: str,
+    exchange: str | None = None,
+    routing_key: str | None = None,
     *,
+    exchange_type: str = "topic",
     prefetch_count: int | None = None,
     max_retries: int = 3,
     retry_backoff_ms: int = 500,
     dead_letter_queue: str | None = None,
     concurrency: int = 10,
 ) -> Callable[[F], F]:
-    """Register an async or sync handler for a RabbitMQ queue (declared durable)."""
+    """Register an async or sync handler for a RabbitMQ queue.
+
+    The queue is declared durable, with ``<queue>.dlq`` beside it (or
+    ``dead_letter_queue``). With ``exchange``, the exchange is declared
+    durable as ``exchange_type`` and the queue is bound to it with
+    ``routing_key`` (default: the queue's name). ``prefetch_count``
+    overrides the config's; up to ``concurrency`` handlers run at once.
+    """
     _check_name(queue, "queue", "rabbitmq_consumer")
+    if exchange is not None:
+        _check_name(exchange, "exchange", "rabbitmq_consumer")
+    if routing_key is not None and not isinstance(routing_key, str):
+        raise ConfigurationError(f"@rabbitmq_consumer: routing_key must be a str, got {routing_key!r}")
+    if routing_key is not None and exchange is None:
+        raise ConfigurationError("@rabbitmq_consumer: routing_key needs an exchange to bind the queue to")
+    if exchange_type not in ("direct", "topic", "fanout", "headers"):
+        raise ConfigurationError(
+            f"@rabbitmq_consumer: exchange_type must be direct, topic, fanout or headers, got {exchange_type!r}"
+        )
+    if prefetch_count is not None:
+        _check_int(prefetch_count, "prefetch_count", "rabbitmq_consumer", 1, 65535)
     options = {
         "prefetch_count": prefetch_count,
         "max_retries": max_retries,
         "retry_backoff_ms": retry_backoff_ms,
         "dead_letter": dead_letter_queue,
+        "exchange": exchange,
+        "exchange_type": exchange_type if exchange else None,
+        "routing_key": routing_key,
     }
     return _register("rabbitmq", "rabbitmq_consumer", [queue], options, concurrency)
 
@@ -112,9 +137,25 @@ def sqs_consumer(
     dead_letter_queue_url: str | None = None,
     concurrency: int = 10,
 ) -> Callable[[F], F]:
-    """Register an async or sync handler for an SQS queue (None: the config's)."""
+    """Register an async or sync handler for an SQS queue.
+
+    ``queue_url`` is a queue URL or name; None means the ``queue_url`` of
+    the SqsConfig given to ``app.enable_sqs``. A received message stays
+    hidden for ``visibility_timeout_secs`` (default: the config's), extended
+    while its handler runs. A NACK hides it again for a backoff that doubles
+    from ``retry_backoff_ms`` (rounded up to whole seconds, as SQS counts).
+    After ``max_retries`` retries, counted by SQS's receive count, the next
+    NACK or REQUEUE sends it to ``dead_letter_queue_url`` (default: the
+    config's ``dead_letter_queue_url``, else a queue named ``<queue>-dlq``,
+    created if missing). Messages of one FIFO message group are handled in
+    order.
+    """
     if queue_url is not None:
         _check_name(queue_url, "queue_url", "sqs_consumer")
+    if visibility_timeout_secs is not None:
+        _check_int(visibility_timeout_secs, "visibility_timeout_secs", "sqs_consumer", 1, 43200)
+    if dead_letter_queue_url is not None:
+        _check_name(dead_letter_queue_url, "dead_letter_queue_url", "sqs_consumer")
     options = {
         "max_retries": max_retries,
         "retry_backoff_ms": retry_backoff_ms,
@@ -124,7 +165,8 @@ def sqs_consumer(
     return _register("sqs", "sqs_consumer", [queue_url] if queue_url else [], options, concurrency)
 
 
-def _producer(broker: str, decorator: str, destination: str, key: Any = None) -> Callable[[F], F]:
+def _producer(broker: str, decorator: str, destination: str, key: Any = None,
+              exchange: str | None = None) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         if not callable(func):
             raise ConfigurationError(f"@{decorator} must decorate a function, got {type(func).__name__}")
@@ -136,7 +178,7 @@ def _producer(broker: str, decorator: str, destination: str, key: Any = None) ->
             async def publish_async(*args: Any, **kwargs: Any) -> Any:
                 result = await func(*args, **kwargs)
                 if result is not None:
-                    producer = await _async_producer(broker, what)
+                    producer = await _async_producer(broker, what, exchange)
                     await producer.send(destination, _payload(result), key=key)
                 return result
 
@@ -146,7 +188,7 @@ def _producer(broker: str, decorator: str, destination: str, key: Any = None) ->
         def publish(*args: Any, **kwargs: Any) -> Any:
             result = func(*args, **kwargs)
             if result is not None:
-                producer = registry.producer_blocking(broker, what)
+                producer = registry.producer_blocking(broker, what, exchange)
                 producer.send_blocking(destination, _payload(result), key=key)
             return result
 
@@ -162,11 +204,13 @@ def _payload(result: Any) -> Any:
     return result
 
 
-async def _async_producer(broker: str, what: str) -> Any:
-    producer = registry.producers.get(broker)
+async def _async_producer(broker: str, what: str, exchange: str | None = None) -> Any:
+    producer = registry.producers.get(registry.producer_key(broker, exchange))
     if producer is not None and not producer._closed:
         return producer
-    return await asyncio.get_running_loop().run_in_executor(None, registry.producer_blocking, broker, what)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, registry.producer_blocking, broker, what, exchange
+    )
 
 
 def kafka_producer(topic: str, *, key: str | bytes | None = None) -> Callable[[F], F]:
@@ -179,13 +223,35 @@ def kafka_producer(topic: str, *, key: str | bytes | None = None) -> Callable[[F
     return _producer("kafka", "kafka_producer", topic, key)
 
 
-def rabbitmq_producer(queue: str, *, key: str | bytes | None = None) -> Callable[[F], F]:
-    """Publish the function's return value to a RabbitMQ queue (routing key), then return it."""
-    _check_name(queue, "queue", "rabbitmq_producer")
-    return _producer("rabbitmq", "rabbitmq_producer", queue, key)
+def rabbitmq_producer(
+    queue: str | None = None,
+    *,
+    exchange: str | None = None,
+    routing_key: str | None = None,
+    key: str | bytes | None = None,
+) -> Callable[[F], F]:
+    """Publish the function's return value to RabbitMQ, then return it.
+
+    Give a ``queue`` to publish through the default exchange, or an
+    ``exchange`` and a ``routing_key``. The broker confirms each message
+    before the function returns; a message that reaches no queue raises
+    NotFoundError.
+    """
+    if exchange is None:
+        _check_name(queue, "queue", "rabbitmq_producer")
+        return _producer("rabbitmq", "rabbitmq_producer", queue, key)  # type: ignore[arg-type]
+    _check_name(exchange, "exchange", "rabbitmq_producer")
+    destination = routing_key if routing_key is not None else queue
+    if not isinstance(destination, str):
+        raise ConfigurationError("@rabbitmq_producer: with an exchange, give a routing_key (or a queue name)")
+    return _producer("rabbitmq", "rabbitmq_producer", destination, key, exchange=exchange)
 
 
 def sqs_producer(queue_url: str, *, key: str | bytes | None = None) -> Callable[[F], F]:
-    """Publish the function's return value to an SQS queue (name or URL), then return it."""
+    """Publish the function's return value to an SQS queue (name or URL), then return it.
+
+    ``key`` travels as the ``cello-key`` attribute and, on a FIFO queue, is
+    the message group.
+    """
     _check_name(queue_url, "queue_url", "sqs_producer")
     return _producer("sqs", "sqs_producer", queue_url, key)

@@ -23,10 +23,16 @@ class ConsumerSpec:
     options: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 1
 
-    def describe(self) -> str:
+    def describe(self, default_queue: str | None = None) -> str:
+        """Return a one-line description of the subscription for logs.
+
+        ``default_queue`` replaces an empty list of names, which subscribes
+        to the SQS config's queue_url.
+        """
         name = getattr(self.handler, "__qualname__", repr(self.handler))
         what = "topic" if self.broker == "kafka" else "queue"
-        return f"{self.broker} {what} {', '.join(self.names)} with {name}"
+        names = self.names or [default_queue or "queue_url of the SqsConfig"]
+        return f"{self.broker} {what} {', '.join(names)} with {name}"
 
 
 class Registry:
@@ -47,17 +53,29 @@ class Registry:
             raise ConfigurationError(f"{what} needs a {broker} config; call app.{enable} first", broker=broker)
         return config
 
-    def producer_blocking(self, broker: str, what: str) -> Any:
-        """Return the shared producer of a broker, connecting it on first use."""
+    @staticmethod
+    def producer_key(broker: str, exchange: str | None = None) -> str:
+        """Name a shared producer: one per broker, and one per RabbitMQ exchange."""
+        return f"{broker}:{exchange}" if exchange else broker
+
+    def producer_blocking(self, broker: str, what: str, exchange: str | None = None) -> Any:
+        """Return a shared producer, connecting it on first use.
+
+        ``exchange`` (RabbitMQ) selects a producer that publishes to that
+        exchange instead of the config's.
+        """
         from .client import Producer
 
+        key = self.producer_key(broker, exchange)
         with self.lock:
-            producer = self.producers.get(broker)
+            producer = self.producers.get(key)
             if producer is not None and not producer._closed:
                 return producer
             config = self.config_for(broker, what)
+            if exchange:
+                config = config.replace(exchange=exchange)
             producer = Producer.connect_blocking(config)
-            self.producers[broker] = producer
+            self.producers[key] = producer
             return producer
 
 

@@ -4,6 +4,10 @@ Deliveries of one lane (a Kafka partition, an SQS FIFO group) run in order;
 lanes run concurrently, at most ``concurrency`` handlers at once. When a
 handler asks for a retry, the rest of its lane in the batch is returned as
 skipped, so the Go core redelivers them after the retried one.
+
+An SQS consumer long-polls for up to the config's ``wait_time_secs``; when
+the runner is stopped during such a poll it returns at once, and closing the
+consumer ends the poll and makes whatever it received visible again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ _log = logging.getLogger("cello.messaging")
 
 _RESULTS_BY_VALUE = {r.value: r for r in MessageResult}
 _RETRY = (MessageResult.NACK, MessageResult.REQUEUE)
+
+# Poll timeout of the brokers whose poll returns as soon as messages arrive
+# (Kafka, RabbitMQ); it bounds how long stop() waits for the loop.
+_DEFAULT_POLL_TIMEOUT_MS = 500
+# With wait_time_secs=0 every ReceiveMessage returns at once, so after an
+# empty one the runner pauses this long instead of sending the next at once.
+_SHORT_POLL_PAUSE_S = 1.0
 
 
 def _decide(message: Message, returned: Any, handler_name: str) -> MessageResult:
@@ -57,36 +68,67 @@ class ConsumerRunner:
         self.spec = spec
         self.consumer = consumer
         self.executor = executor
+        self.description = spec.describe(_default_queue(consumer))
         self.name = getattr(spec.handler, "__qualname__", repr(spec.handler))
+        self.long_polls = spec.broker == "sqs"
+        self.poll_timeout_ms = _DEFAULT_POLL_TIMEOUT_MS
+        if self.long_polls:
+            self.poll_timeout_ms = int(consumer.config.wait_time_secs) * 1000
         self.is_async = inspect.iscoroutinefunction(spec.handler)
         self.semaphore = asyncio.Semaphore(spec.concurrency)
         self.stopping = asyncio.Event()
         self.handled = 0
 
-    async def run(self, poll_timeout_ms: int = 500) -> None:
+    async def run(self, poll_timeout_ms: int | None = None) -> None:
         """Poll and handle batches until stop() is called.
 
-        A failed poll or settle is logged and retried with a backoff that
-        doubles up to 30 s: the broker redelivers whatever was not settled,
-        so the consumer keeps going rather than taking the app down.
+        ``poll_timeout_ms`` defaults to 500 ms, or to ``wait_time_secs`` for
+        SQS. A failed poll or settle is logged and retried with a backoff
+        that doubles up to 30 s: the broker redelivers whatever was not
+        settled, so the consumer keeps going rather than taking the app down.
         """
+        timeout_ms = self.poll_timeout_ms if poll_timeout_ms is None else poll_timeout_ms
         backoff = 0.0
         while not self.stopping.is_set():
             try:
-                deliveries = await self.consumer.poll_deliveries(poll_timeout_ms, 0)
+                deliveries = await self._poll(timeout_ms)
+                if deliveries is None:
+                    return
                 if deliveries:
                     settlements = await self.handle_batch(deliveries)
                     await self.consumer.settle(settlements)
+                elif self.long_polls and timeout_ms < 1000:
+                    await self._pause(_SHORT_POLL_PAUSE_S)
                 backoff = 0.0
             except ClosedError:
                 return
             except MessagingError as exc:
                 backoff = min(max(backoff * 2, 0.5), 30.0)
-                _log.error("consumer %s failed: %s; retrying in %.1f s", self.spec.describe(), exc, backoff)
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
+                _log.error("consumer %s failed: %s; retrying in %.1f s", self.description, exc, backoff)
+                await self._pause(backoff)
+
+    async def _poll(self, timeout_ms: int) -> list[_wire.Delivery] | None:
+        """Poll once; None means stop() was called during a long poll."""
+        poll = self.consumer.poll_deliveries(timeout_ms, 0)
+        if not self.long_polls:
+            return await poll
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if poll.done():
+            return poll.result()
+        # Closing the consumer ends this poll; its outcome is not needed.
+        poll.add_done_callback(_discard_outcome)
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait for ``seconds``, or less if stop() is called meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     def stop(self) -> None:
         self.stopping.set()
@@ -133,3 +175,15 @@ class ConsumerRunner:
                 )
                 return message._decision or MessageResult.NACK
             return _decide(message, returned, self.name)
+
+
+def _default_queue(consumer: Consumer) -> str | None:
+    """Return the SQS config's queue_url, which an empty subscription reads."""
+    if consumer.broker != "sqs":
+        return None
+    return str(consumer.config.queue_url)
+
+
+def _discard_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
