@@ -5,7 +5,7 @@ them this file adds only what the documentation leaves to the reader: a
 logging setup, the ``fulfill_order`` coroutine it awaits, and a consumer of
 ``order-events`` so the demo can show what ``POST /orders`` published.
 
-    make brokers && python examples/quickstart.py
+    make build brokers && PYTHONPATH=python python examples/quickstart.py
     curl -X POST localhost:8000/orders
 """
 

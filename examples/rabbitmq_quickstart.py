@@ -1,6 +1,6 @@
 """RabbitMQ with cello: an HTTP route publishes to a queue, a consumer handles it.
 
-    make brokers && python examples/rabbitmq_quickstart.py
+    make build brokers && PYTHONPATH=python python examples/rabbitmq_quickstart.py
     curl -X POST localhost:8000/signups -d '{"user": "ada"}'
 """
 

@@ -109,3 +109,47 @@ def test_route_path_must_start_with_slash() -> None:
     app = App()
     with pytest.raises(ValueError, match="route path must be a str starting with '/'"):
         app.get("items")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"shutdown_timeout": 0}, "shutdown_timeout must be a number of seconds"),
+        ({"shutdown_timeout": "5"}, "shutdown_timeout must be a number of seconds"),
+        ({"workers": 0}, "workers must be an int >= 1"),
+        ({"max_body_bytes": 1.5}, "max_body_bytes must be an int >= 1"),
+    ],
+)
+def test_app_arguments_checked(kwargs: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        App(**kwargs)
+
+
+def test_sigint_during_startup_stops_promptly(tmp_path: Any) -> None:
+    """Ctrl-C while connecting to an unreachable broker stops at once, not after the connect timeout."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from cello import App, KafkaConfig\n"
+        "app = App()\n"
+        "app.enable_messaging(KafkaConfig(brokers='127.0.0.1:1', connect_timeout_ms=60000))\n"
+        "app.run(port=0)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root / "python"))
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10, err
+    assert "received SIGINT" in err
+    assert "stopping before startup finished" in err

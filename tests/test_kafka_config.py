@@ -95,3 +95,28 @@ def test_config_is_immutable() -> None:
     changed = config.replace(group_id="other")
     assert changed.group_id == "other"
     assert config.group_id == "default"
+
+
+def test_secret_in_extra_not_echoed() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        KafkaConfig(extra={"sasl.password": ["pw-in-a-list"]})
+    assert "pw-in-a-list" not in str(info.value)
+    config = KafkaConfig(extra={"sasl.password": "pw-2", "linger.ms": 5})
+    assert config.extra == {"sasl.password": "***", "linger.ms": 5}
+    with pytest.raises(AttributeError, match="secret"):
+        _ = config.sasl_password
+
+
+def test_copy_and_pickle_get_own_handle() -> None:
+    import copy
+    import pickle
+
+    config = KafkaConfig(brokers="127.0.0.1:9092", group_id="pickled")
+    assert copy.copy(config) is config
+    assert copy.deepcopy(config) is config
+    restored = pickle.loads(pickle.dumps(config))
+    assert restored == config
+    assert restored.handle != config.handle
+    assert repr(restored) == repr(config)
+    del config
+    assert "group_id=pickled" in repr(restored)

@@ -207,3 +207,53 @@ async def test_handles_released_after_close(kafka_config: KafkaConfig, topic: st
         assert lib.live_handles() == before
     finally:
         gc.enable()
+
+
+async def test_cancelled_poll_keeps_messages(kafka_config: KafkaConfig, topic: str) -> None:
+    """A poll cancelled by a timeout hands its messages to the next poll."""
+    async with Producer.connect(kafka_config) as producer:
+        await producer.send_batch([{"topic": topic, "value": f"m{i}"} for i in range(20)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    async with Consumer.connect(kafka_config, group=group) as consumer:
+        await consumer.subscribe([topic])
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(consumer.poll(timeout_ms=5000), 0.05)
+        got: list[Message] = []
+        for _ in range(60):
+            batch = await consumer.poll(timeout_ms=500)
+            got.extend(batch)
+            if batch:
+                await consumer.commit(batch)
+            if len(got) >= 20:
+                break
+    assert sorted(m.text for m in got) == sorted(f"m{i}" for i in range(20))
+    assert await drain(kafka_config, topic, 1, timeout=5, group=group) == []
+
+
+async def test_invalid_topic_names_rejected(kafka_config: KafkaConfig) -> None:
+    async with Producer.connect(kafka_config) as producer:
+        with pytest.raises(ConfigurationError, match="contains"):
+            await producer.send("x\x00suffix", "v")
+        with pytest.raises(ConfigurationError, match="contains"):
+            await producer.send("has space", "v")
+        with pytest.raises(ConfigurationError, match="NUL byte"):
+            await producer.send("fine", "v", headers={"h\x00name": "v"})
+    async with Consumer.connect(kafka_config) as consumer:
+        with pytest.raises(ConfigurationError, match="contains"):
+            await consumer.subscribe(["bad/topic"])
+
+
+async def test_poll_arguments_checked(kafka_config: KafkaConfig) -> None:
+    async with Consumer.connect(kafka_config) as consumer:
+        with pytest.raises(ConfigurationError, match="max_records must be an int"):
+            await consumer.poll(max_records="5")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="timeout_ms must be an int from 0 to 3600000"):
+            await consumer.poll(timeout_ms=10**13)
+
+
+async def test_connect_timeout_honoured() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(ConnectionError):
+        await Producer.connect(KafkaConfig(brokers="127.0.0.1:1"), timeout_ms=500)
+    assert loop.time() - start < 2.5

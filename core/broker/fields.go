@@ -189,8 +189,10 @@ func (f *Fields) StringMap(name string) (map[string]string, error) {
 		case len(c) > 0 && (c[0] == '-' || (c[0] >= '0' && c[0] <= '9')):
 			out[k] = c
 		default:
-			return nil, fmt.Errorf("%w: %s.%s[%q] must be a string, number or boolean, got %s",
-				ErrConfig, f.prefix, name, k, shorten(c))
+			// The value is not echoed: maps such as librdkafka properties
+			// may carry passwords.
+			return nil, fmt.Errorf("%w: %s.%s[%q] must be a string, number or boolean (value hidden)",
+				ErrConfig, f.prefix, name, k)
 		}
 	}
 	return out, nil

@@ -218,6 +218,9 @@ func (c *Config) consumerMap(group string, autoCommit bool) ck.ConfigMap {
 	m["session.timeout.ms"] = c.SessionTimeoutMs
 	m["auto.offset.reset"] = c.AutoOffsetReset
 	m["enable.auto.commit"] = autoCommit
+	// Commit stored offsets every second rather than librdkafka's 5 s, so a
+	// crashed consumer repeats at most about a second of handled records.
+	m["auto.commit.interval.ms"] = 1000
 	// Offsets are stored only after the handler finished, never by librdkafka
 	// when it hands out a message, so auto-commit never commits unhandled work.
 	m["enable.auto.offset.store"] = false
@@ -256,4 +259,23 @@ func (c *Config) Describe() string {
 		parts = append(parts, k+"="+v)
 	}
 	return strings.Join(parts, " ")
+}
+
+// checkTopic applies Kafka's rules for topic names: 1 to 249 characters of
+// ASCII letters, digits, '.', '_' and '-', and neither "." nor "..".
+// Checking here gives a clear error before librdkafka, which would cut a
+// name at a NUL byte or report an invalid one only later, as a retriable
+// delivery failure.
+func checkTopic(topic string) error {
+	if topic == "" || len(topic) > 249 || topic == "." || topic == ".." {
+		return fmt.Errorf("%w: kafka topic name %q must be 1 to 249 characters and not \".\" or \"..\"", broker.ErrInvalidArgument, topic)
+	}
+	for _, r := range topic {
+		ok := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("%w: kafka topic name %q contains %q; use ASCII letters, digits, '.', '_' and '-'",
+				broker.ErrInvalidArgument, topic, r)
+		}
+	}
+	return nil
 }

@@ -52,3 +52,16 @@ func TestDescribeHidesSecrets(t *testing.T) {
 		t.Fatalf("Describe lost a plain property: %s", d)
 	}
 }
+
+func TestCheckTopic(t *testing.T) {
+	for _, ok := range []string{"orders", "a.b_c-D9", strings.Repeat("x", 249)} {
+		if err := checkTopic(ok); err != nil {
+			t.Fatalf("checkTopic(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "x\x00suffix", "has space", "é", strings.Repeat("x", 250)} {
+		if err := checkTopic(bad); !errors.Is(err, broker.ErrInvalidArgument) {
+			t.Fatalf("checkTopic(%q) = %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+}

@@ -117,8 +117,8 @@ func (co *Consumer) Subscribe(ctx context.Context, topics []string) error {
 		return fmt.Errorf("%w: subscribe needs at least one topic", broker.ErrInvalidArgument)
 	}
 	for _, t := range topics {
-		if t == "" {
-			return fmt.Errorf("%w: topic names must not be empty", broker.ErrInvalidArgument)
+		if err := checkTopic(t); err != nil {
+			return err
 		}
 	}
 	co.pollMu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,8 +168,13 @@ func deliveryError(topic string, err error) error {
 // are checked first, so a batch with an oversized message sends nothing.
 func (pr *Producer) Send(ctx context.Context, msgs []broker.OutMessage) ([]broker.SendResult, error) {
 	for i := range msgs {
-		if msgs[i].Destination == "" {
-			return nil, fmt.Errorf("%w: message %d has no topic", broker.ErrInvalidArgument, i)
+		if err := checkTopic(msgs[i].Destination); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		for _, h := range msgs[i].Headers {
+			if strings.IndexByte(h.Key, 0) >= 0 {
+				return nil, fmt.Errorf("%w: message %d has a header name with a NUL byte: %q", broker.ErrInvalidArgument, i, h.Key)
+			}
 		}
 		if size := recordSize(&msgs[i]); size > pr.maxBytes {
 			return nil, fmt.Errorf("%w: message %d for topic %s is %d bytes, over the limit of %d bytes (message.max.bytes)",

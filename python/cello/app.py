@@ -1,8 +1,8 @@
 """``App``: HTTP routes served by the Go core, plus the registered consumers.
 
-HTTP requests are accepted by Go's net/http; each one crosses to Python as
-an event, runs its handler on the app's event loop (sync handlers in a
-thread pool), and its response crosses back. ``run()`` also starts every
+Go's net/http accepts the HTTP requests. Each one crosses to Python as an
+event and runs its handler on the app's event loop, with sync handlers in a
+thread pool, and then its response crosses back. ``run()`` also starts every
 consumer registered with the messaging decorators, and stops them all
 cleanly on SIGINT or SIGTERM.
 """
@@ -34,8 +34,12 @@ _log = logging.getLogger("cello.app")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class RequestBodyError(SerializationError):
+    """The request body is not valid UTF-8 or JSON; the app returns 400."""
+
+
 class Request:
-    """An HTTP request as a handler sees it."""
+    """An HTTP request as a route handler receives it."""
 
     __slots__ = ("method", "path", "headers", "query_params", "path_params", "body", "client")
 
@@ -63,14 +67,14 @@ class Request:
         try:
             return self.body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SerializationError(f"request body is not valid UTF-8 (byte {exc.start})") from exc
+            raise RequestBodyError(f"request body is not valid UTF-8 (byte {exc.start})") from exc
 
     def json(self) -> Any:
-        """The body parsed as JSON; invalid JSON answers 400 unless caught."""
+        """The body parsed as JSON; invalid JSON makes the app return 400 unless caught."""
         try:
             return json.loads(self.text)
         except json.JSONDecodeError as exc:
-            raise SerializationError(f"request body is not valid JSON: {exc}") from exc
+            raise RequestBodyError(f"request body is not valid JSON: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"
@@ -111,6 +115,12 @@ class App:
 
     def __init__(self, *, shutdown_timeout: float = 30.0, max_body_bytes: int = 10 << 20,
                  handler_timeout: float = 60.0, workers: int = 32) -> None:
+        for name, value in (("shutdown_timeout", shutdown_timeout), ("handler_timeout", handler_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+                raise ConfigurationError(f"App {name} must be a number of seconds from 0 to 86400, got {value!r}")
+        for name, value in (("max_body_bytes", max_body_bytes), ("workers", workers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"App {name} must be an int >= 1, got {value!r}")
         self.routes: list[_Route] = []
         self.shutdown_timeout = shutdown_timeout
         self.max_body_bytes = max_body_bytes
@@ -120,6 +130,8 @@ class App:
         self.address: str | None = None
         # True from when serve() has connected everything until it stops.
         self.started = False
+        # Set when shutdown gave up on a handler that was still running.
+        self._abandoned = False
 
     # -- configuration --------------------------------------------------
 
@@ -194,7 +206,14 @@ class App:
                 port = int(raw)
             except ValueError:
                 raise ConfigurationError(f"CELLO_PORT must be an integer port, got {raw!r}") from None
+        self._abandoned = False
         asyncio.run(self.serve(host, port))
+        if self._abandoned:
+            # A sync handler still running in a worker thread cannot be
+            # cancelled, and the interpreter would wait for it at exit.
+            _log.warning("exiting without waiting for handlers still running")
+            logging.shutdown()
+            os._exit(0)
 
     def stop(self) -> None:
         """Ask a running serve() to shut down, from any thread."""
@@ -214,29 +233,45 @@ class App:
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        runners: list[tuple[ConsumerRunner, asyncio.Task[None]]] = []
-        server = 0
+        self._runners: list[tuple[ConsumerRunner, asyncio.Task[None]]] = []
+        self._server_handle = 0
         try:
-            await self._open_producers()
-            runners = await self._start_consumers(executor)
-            if self.routes:
-                server = self._listen(lib, loop, executor, host, port)
-            self.started = True
-            await self._stop.wait()
+            # Startup waits on brokers; a signal during it stops at once
+            # instead of after every connect timeout.
+            startup = asyncio.ensure_future(self._start(lib, loop, executor, host, port))
+            stopped = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not startup.done():
+                _log.warning("stopping before startup finished")
+                startup.cancel()
+                await asyncio.gather(startup, return_exceptions=True)
+            else:
+                startup.result()  # raises what made startup fail
+                self.started = True
+                await stopped
+            stopped.cancel()
         finally:
             self.started = False
             _log.info("shutting down: draining requests and consumers for up to %.0f s", self.shutdown_timeout)
-            if server:
+            if self._server_handle:
                 # Requests in flight still run on this loop while Go waits for them.
-                await lib.start("cello_http_shutdown", server, int(self.shutdown_timeout * 1000))
+                await lib.start("cello_http_shutdown", self._server_handle, int(self.shutdown_timeout * 1000))
                 lib.http_handler = None
-            await self._drain(runners)
+            await self._drain(self._runners)
             await self._close_producers()
             executor.shutdown(wait=False, cancel_futures=True)
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
             _log.info("stopped")
+
+    async def _start(self, lib: Any, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor,
+                     host: str, port: int) -> None:
+        """Connect producers and consumers, then listen; record each part for shutdown."""
+        await self._open_producers()
+        await self._start_consumers(executor, self._runners)
+        if self.routes:
+            self._server_handle = self._listen(lib, loop, executor, host, port)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         _log.info("received %s", sig.name)
@@ -259,8 +294,8 @@ class App:
                 _log.error("closing the %s producer failed: %s", broker, exc)
             registry.producers.pop(broker, None)
 
-    async def _start_consumers(self, executor: ThreadPoolExecutor) -> list[tuple[ConsumerRunner, asyncio.Task[None]]]:
-        runners = []
+    async def _start_consumers(self, executor: ThreadPoolExecutor,
+                               runners: list[tuple[ConsumerRunner, asyncio.Task[None]]]) -> None:
         for spec in registry.consumers:
             config = registry.config_for(spec.broker, f"the consumer {spec.describe()}")
             consumer = await Consumer.connect(config, **spec.options)
@@ -270,7 +305,6 @@ class App:
             task.add_done_callback(self._consumer_done)
             runners.append((runner, task))
             _log.info("consuming %s", runner.description)
-        return runners
 
     def _consumer_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._stop is None or self._stop.is_set():
@@ -290,6 +324,7 @@ class App:
                 _log.warning("a handler was still running after %.0f s; its messages are not acknowledged",
                              self.shutdown_timeout)
                 task.cancel()
+                self._abandoned = True
             await asyncio.gather(*tasks, return_exceptions=True)
         for runner, _ in runners:
             try:
@@ -351,9 +386,9 @@ class App:
                 else:
                     loop = asyncio.get_running_loop()
                     result = await loop.run_in_executor(executor, route.handler, request)
-            except SerializationError as exc:
+            except RequestBodyError as exc:
                 return _error(400, str(exc))
-            except Exception:  # a failing handler answers 500 and the server goes on
+            except Exception:  # a failing handler returns 500 and the server goes on
                 _log.exception("handler for %s %s failed", method, path)
                 return _error(500, "internal server error")
             return _to_response(result)

@@ -26,6 +26,8 @@ _log = logging.getLogger("cello.messaging")
 # Margin added to the broker-side timeout of a call, so the broker reports
 # its own timeout (with its reason) before the Go call's deadline fires.
 _DEADLINE_MARGIN_MS = 5000
+# The longest poll timeout accepted: one hour.
+_MAX_POLL_MS = 3_600_000
 # Bound on close(): flushing or committing longer than this gives up.
 DEFAULT_CLOSE_TIMEOUT_MS = 30000
 # The header that carries an SQS FIFO message's deduplication id to the Go
@@ -107,7 +109,7 @@ class Producer:
     @classmethod
     async def _open(cls, config: BrokerConfig, timeout_ms: int | None) -> Producer:
         lib = _native.library()
-        deadline = (timeout_ms or _connect_timeout(config)) + _DEADLINE_MARGIN_MS
+        deadline = timeout_ms or _connect_timeout(config) + _DEADLINE_MARGIN_MS
         payload = await lib.start(
             "cello_producer_open", config.handle, deadline, broker=config.broker
         )
@@ -118,7 +120,7 @@ class Producer:
         """Open a producer from synchronous code, even inside a running event loop."""
         config = _check_config(config, "Producer.connect_blocking")
         lib = _native.library()
-        deadline = (timeout_ms or _connect_timeout(config)) + _DEADLINE_MARGIN_MS
+        deadline = timeout_ms or _connect_timeout(config) + _DEADLINE_MARGIN_MS
         future = lib.start_blocking("cello_producer_open", config.handle, deadline, broker=config.broker)
         return cls(config, int.from_bytes(future.result(), "little"))
 
@@ -337,6 +339,7 @@ class Consumer:
         self._lib = _native.library()
         self._closed = False
         self._options = dict(options)
+        self._inflight_poll: asyncio.Future[list[_wire.Delivery]] | None = None
         self._finalizer = weakref.finalize(
             self, _close_quietly, self._lib, "cello_consumer_close", handle, self.broker
         )
@@ -389,7 +392,7 @@ class Consumer:
 
         lib = _native.library()
         data = json.dumps(options).encode("utf-8")
-        deadline = (timeout_ms or _connect_timeout(config)) + _DEADLINE_MARGIN_MS
+        deadline = timeout_ms or _connect_timeout(config) + _DEADLINE_MARGIN_MS
         payload = await lib.start(
             "cello_consumer_open", config.handle, data, len(data), deadline, broker=config.broker
         )
@@ -417,9 +420,22 @@ class Consumer:
         means none arrived in time.
         """
         self._check_open()
-        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 0:
-            raise ConfigurationError(f"poll timeout_ms must be an int >= 0, got {timeout_ms!r}")
-        deliveries = await self.poll_deliveries(timeout_ms, max_records or 0)
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or not 0 <= timeout_ms <= _MAX_POLL_MS:
+            raise ConfigurationError(f"poll timeout_ms must be an int from 0 to {_MAX_POLL_MS}, got {timeout_ms!r}")
+        if max_records is not None and (
+            not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
+        ):
+            raise ConfigurationError(f"poll max_records must be an int >= 1 or None, got {max_records!r}")
+        # The Go poll goes on if this await is cancelled (a wait_for timeout,
+        # say); its deliveries are kept for the next poll instead of being
+        # lost, because nothing could settle them otherwise.
+        if self._inflight_poll is None:
+            self._inflight_poll = self.poll_deliveries(timeout_ms, max_records or 0)
+        try:
+            deliveries = await asyncio.shield(self._inflight_poll)
+        finally:
+            if self._inflight_poll.done():
+                self._inflight_poll = None
         messages = [Message._from_delivery(d) for d in deliveries]
         for m in messages:
             m._settler = self._settle_one

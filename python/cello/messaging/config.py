@@ -70,6 +70,17 @@ class BrokerConfig:
         fields.update(changes)
         return type(self)(**fields)
 
+    def __copy__(self) -> BrokerConfig:
+        return self  # immutable, so a copy may share the handle
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BrokerConfig:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the fields, so an unpickled config gets a handle of
+        # its own process instead of a number that means nothing there.
+        return (_rebuild, (type(self), dict(self._fields)))  # type: ignore[attr-defined]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._description})"  # type: ignore[attr-defined]
 
@@ -80,11 +91,20 @@ class BrokerConfig:
         return hash((type(self), self._description))  # type: ignore[attr-defined]
 
 
+def _rebuild(cls: type[BrokerConfig], fields: dict[str, Any]) -> BrokerConfig:
+    return cls(**fields)
+
+
 def _close_handle(lib: Any, handle: int) -> None:
     try:
         lib.call("cello_config_close", handle)
     except Exception:  # noqa: BLE001 - finalizers must not raise; the process may be ending
         pass
+
+
+def _is_secret_property(name: str) -> bool:
+    """Tell whether a librdkafka property holds a secret, as the Go core decides."""
+    return any(word in name for word in ("password", "secret", "token", "key.pem", "jaas"))
 
 
 class KafkaConfig(BrokerConfig):
@@ -144,6 +164,14 @@ class KafkaConfig(BrokerConfig):
             send_timeout_ms=send_timeout_ms,
             extra=dict(extra) if extra is not None else None,
         )
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "sasl_password":
+            raise AttributeError("KafkaConfig.sasl_password is not readable because it is a secret")
+        value = super().__getattr__(name)
+        if name == "extra" and value:
+            return {k: ("***" if _is_secret_property(k) else v) for k, v in value.items()}
+        return value
 
     @classmethod
     def local(cls, **overrides: Any) -> KafkaConfig:

@@ -36,9 +36,10 @@ def _check_int(value: Any, what: str, decorator: str, low: int, high: int) -> in
 
 def _register(broker: str, decorator: str, names: list[str], options: dict[str, Any], concurrency: int) -> Callable[[F], F]:
     _check_int(concurrency, "concurrency", decorator, 1, 10000)
-    for k in ("max_retries", "retry_backoff_ms"):
-        if k in options:
-            _check_int(options[k], k, decorator, 0, 3_600_000)
+    if "max_retries" in options:
+        _check_int(options["max_retries"], "max_retries", decorator, 0, 1000)
+    if "retry_backoff_ms" in options:
+        _check_int(options["retry_backoff_ms"], "retry_backoff_ms", decorator, 0, 3_600_000)
 
     def decorate(func: F) -> F:
         if not callable(func):

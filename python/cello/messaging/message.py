@@ -168,6 +168,10 @@ class Message:
             )
         try:
             return _json.loads(self.text)
+        except RecursionError as exc:
+            raise SerializationError(
+                f"message {self.id!r} on {self.topic!r}: value nests JSON too deeply to parse"
+            ) from exc
         except _json.JSONDecodeError as exc:
             raise SerializationError(
                 f"message {self.id!r} on {self.topic!r}: value is not valid JSON: {exc}"
