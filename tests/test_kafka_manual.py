@@ -176,7 +176,7 @@ async def test_unreachable_broker_fails_fast() -> None:
     config = KafkaConfig(brokers="127.0.0.1:1", connect_timeout_ms=2000)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(ConnectionError, match="no kafka broker answered at 127.0.0.1:1"):
+    with pytest.raises(ConnectionError, match="no kafka broker responded at 127.0.0.1:1"):
         await Producer.connect(config)
     with pytest.raises(ConnectionError):
         await Consumer.connect(config)

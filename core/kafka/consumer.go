@@ -66,9 +66,9 @@ type record struct {
 // partition tracks the records of one assigned partition. window lists
 // unsettled and settled records in offset order; the offset to commit is
 // that of the first unsettled one. held lists, in offset order, records to
-// deliver again once waitUntil passes; while it is not empty the partition
-// is paused and newly fetched records queue behind it, so a retried record
-// is handled before the records that follow it.
+// deliver again once waitUntil passes. While held is not empty the
+// partition is paused and newly fetched records queue behind it, so a
+// retried record is handled before the records that follow it.
 type partition struct {
 	tp        topicPartition
 	lane      uint32
@@ -80,7 +80,7 @@ type partition struct {
 }
 
 // NewConsumer creates a consumer in the options' group (or the config's)
-// and checks that a broker answers within the connect timeout.
+// and checks that a broker responds within the connect timeout.
 func NewConsumer(ctx context.Context, cfg *Config, opts broker.ConsumerOptions, log broker.Logger) (*Consumer, error) {
 	group := cfg.GroupID
 	if opts.Group != "" {
@@ -143,8 +143,9 @@ func (co *Consumer) isClosed() bool {
 }
 
 // rebalance runs inside Poll. On revocation it commits what was handled and
-// forgets the partitions' records: their next owner fetches them again from
-// the committed offset, so a settlement that arrives later is ignored.
+// drops the partitions' records, because their next owner fetches them
+// again from the committed offset. A settlement that arrives later is
+// ignored.
 func (co *Consumer) rebalance(c *ck.Consumer, ev ck.Event) error {
 	switch e := ev.(type) {
 	case ck.AssignedPartitions:
@@ -280,7 +281,7 @@ func (co *Consumer) fetchError(err error, topic string) error {
 		return fmt.Errorf("%w: kafka consumer fatal error: %v", broker.ErrConnection, err)
 	case kerr.Code() == ck.ErrUnknownTopicOrPart || kerr.Code() == ck.ErrUnknownTopic:
 		// The topic may be created later, by a producer or an admin, and the
-		// subscription picks it up then; say so once rather than fail.
+		// subscription picks it up then, so log a warning rather than fail.
 		co.warnOnce("unknown:"+topic, "topic does not exist yet, waiting for it: "+err.Error(), topic)
 		return nil
 	}

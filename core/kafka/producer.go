@@ -64,7 +64,7 @@ func (s *sendCall) finish(i int, r broker.SendResult) {
 }
 
 // NewProducer creates a producer and checks within the config's connect
-// timeout that at least one broker answers a metadata request.
+// timeout that at least one broker responds to a metadata request.
 func NewProducer(ctx context.Context, cfg *Config, log broker.Logger) (*Producer, error) {
 	m := cfg.producerMap()
 	p, err := ck.NewProducer(&m)
@@ -101,7 +101,7 @@ func checkReachable(ctx context.Context, client metadataClient, cfg *Config) err
 		timeout = time.Millisecond
 	}
 	if _, err := client.GetMetadata(nil, false, int(timeout.Milliseconds())); err != nil {
-		return fmt.Errorf("%w: no kafka broker answered at %s within %v: %v", broker.ErrConnection, joinBrokers(cfg), timeout, err)
+		return fmt.Errorf("%w: no kafka broker responded at %s within %v: %v", broker.ErrConnection, joinBrokers(cfg), timeout, err)
 	}
 	return nil
 }
