@@ -47,3 +47,12 @@ wheel:
 
 clean:
 	rm -rf $(LIB) build dist python/*.egg-info
+
+# Benchmark against the peers on the local brokers (about 12 minutes on 2
+# cores): writes bench/results.json, the table in bench/README.md and
+# bench/ratios.png. BENCH_QUICK=1 runs each client once, briefly, into
+# bench/.quick/; BENCH_CASES=kafka-produce picks cases by name.
+.PHONY: bench
+bench: build brokers
+	PYTHON=$(PYTHON) bench/venv.sh
+	PYTHONPATH=python bench/.venv/bin/python bench/run.py
