@@ -235,6 +235,7 @@ class App:
                 loop.add_signal_handler(sig, self._on_signal, sig)
         self._runners: list[tuple[ConsumerRunner, asyncio.Task[None]]] = []
         self._server_handle = 0
+        stopped: asyncio.Future[Any] | None = None
         try:
             # Startup waits on brokers; a signal during it stops at once
             # instead of after every connect timeout.
@@ -249,8 +250,9 @@ class App:
                 startup.result()  # raises what made startup fail
                 self.started = True
                 await stopped
-            stopped.cancel()
         finally:
+            if stopped is not None:
+                stopped.cancel()
             self.started = False
             _log.info("shutting down: draining requests and consumers for up to %.0f s", self.shutdown_timeout)
             if self._server_handle:
