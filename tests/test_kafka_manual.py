@@ -257,3 +257,25 @@ async def test_connect_timeout_honoured() -> None:
     with pytest.raises(ConnectionError):
         await Producer.connect(KafkaConfig(brokers="127.0.0.1:1"), timeout_ms=500)
     assert loop.time() - start < 2.5
+
+
+async def test_producer_shared_by_threads(kafka_config: KafkaConfig, topic: str) -> None:
+    """Eight threads sending through one producer each get their own acknowledgements."""
+    import concurrent.futures
+
+    producer = Producer.connect_blocking(kafka_config)
+    try:
+        def send_many(worker: int) -> list[str]:
+            return [producer.send_blocking(topic, f"w{worker}-{i}").message_id for i in range(50)]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            ids = await asyncio.gather(
+                *(asyncio.get_running_loop().run_in_executor(pool, send_many, w) for w in range(8))
+            )
+    finally:
+        await producer.close()
+    flat = [i for chunk in ids for i in chunk]
+    assert len(flat) == 400
+    assert len(set(flat)) == 400
+    got = await drain(kafka_config, topic, 400)
+    assert sorted(m.text for m in got) == sorted(f"w{w}-{i}" for w in range(8) for i in range(50))
