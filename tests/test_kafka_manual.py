@@ -279,3 +279,32 @@ async def test_producer_shared_by_threads(kafka_config: KafkaConfig, topic: str)
     assert len(set(flat)) == 400
     got = await drain(kafka_config, topic, 400)
     assert sorted(m.text for m in got) == sorted(f"w{w}-{i}" for w in range(8) for i in range(50))
+
+
+async def test_password_absent_from_logs_and_errors(kafka_config: KafkaConfig, caplog: pytest.LogCaptureFixture) -> None:
+    """A SASL login that fails logs and raises without the password."""
+    from cello import _native
+
+    secret = "pw-" + uuid.uuid4().hex
+    config = KafkaConfig(
+        brokers="127.0.0.1:9092",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="svc",
+        sasl_password=secret,
+        connect_timeout_ms=2000,
+        extra={"ssl.key.password": secret + "-2"},
+    )
+    _native.set_log_level(10)
+    try:
+        with caplog.at_level("DEBUG", logger="cello"):
+            with pytest.raises(ConnectionError) as info:
+                await Producer.connect(config)
+            await asyncio.sleep(0.5)  # let the core's last log records arrive
+    finally:
+        _native.set_log_level(20)
+    assert secret not in str(info.value)
+    assert secret not in repr(config)
+    assert caplog.records, "expected the failed connect to log something"
+    for record in caplog.records:
+        assert secret not in record.getMessage()
