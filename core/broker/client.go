@@ -25,7 +25,7 @@ type Consumer interface {
 	// Poll waits up to timeout for deliveries and returns at most max.
 	// An empty result with a nil error means none arrived in time.
 	Poll(ctx context.Context, timeout time.Duration, max int) ([]Delivery, error)
-	// Settle applies each result as the broker's table of results says:
+	// Settle applies each result as the broker's table of results defines:
 	// acknowledge, retry after a backoff, dead-letter or drop.
 	Settle(ctx context.Context, results []Settlement) error
 	// Commit acknowledges the given deliveries and, where the broker has

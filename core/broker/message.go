@@ -47,7 +47,7 @@ type Delivery struct {
 	Timestamp time.Time
 }
 
-// Result is what the application decided about one delivery. The values are
+// Result is the application's decision about one delivery. The values are
 // part of the bridge's buffer format, so they never change meaning.
 type Result uint8
 

@@ -1,5 +1,5 @@
 // Package httpserver serves HTTP with net/http and hands each request to a
-// dispatcher that answers it later by id, so a handler can run in another
+// dispatcher that responds to it later by id, so a handler can run in another
 // runtime (Python) without a goroutine calling into it.
 package httpserver
 
@@ -28,7 +28,7 @@ type Request struct {
 	Remote   string
 }
 
-// Response is the application's answer to a Request.
+// Response is the application's response to a Request.
 type Response struct {
 	Status  int
 	Headers [][2]string
@@ -47,7 +47,7 @@ type Options struct {
 // DefaultOptions are used for zero fields of Options.
 var DefaultOptions = Options{MaxBodyBytes: 10 << 20, HandlerTimeout: 60 * time.Second}
 
-// Server is an HTTP server whose requests are answered through Respond.
+// Server is an HTTP server whose requests get their responses through Respond.
 type Server struct {
 	srv      *http.Server
 	ln       net.Listener

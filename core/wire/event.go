@@ -1,6 +1,6 @@
 package wire
 
-// EventKind tells Python how to read an event's payload.
+// EventKind selects how Python reads an event's payload.
 type EventKind uint8
 
 const (

@@ -26,7 +26,7 @@ _log = logging.getLogger("cello.messaging")
 # Margin added to the broker-side timeout of a call, so the broker reports
 # its own timeout (with its reason) before the Go call's deadline fires.
 _DEADLINE_MARGIN_MS = 5000
-# The longest poll timeout accepted: one hour.
+# The maximum poll timeout: one hour.
 _MAX_POLL_MS = 3_600_000
 # Bound on close(): flushing or committing longer than this gives up.
 DEFAULT_CLOSE_TIMEOUT_MS = 30000
@@ -54,7 +54,7 @@ class SendResult(NamedTuple):
 
 
 class _Connecting(Generic[T]):
-    """What ``connect()`` returns: await it, or use it with ``async with``."""
+    """The result of ``connect()``: await it, or use it with ``async with``."""
 
     def __init__(self, opener: Awaitable[T]) -> None:
         self._opener = opener
@@ -103,7 +103,7 @@ class Producer:
 
     @classmethod
     def connect(cls, config: BrokerConfig, *, timeout_ms: int | None = None) -> _Connecting[Producer]:
-        """Open a producer and check that the broker answers."""
+        """Open a producer and check that the broker responds."""
         return _Connecting(cls._open(_check_config(config, "Producer.connect"), timeout_ms))
 
     @classmethod
@@ -362,7 +362,7 @@ class Consumer:
         visibility_timeout_secs: int | None = None,
         timeout_ms: int | None = None,
     ) -> _Connecting[Consumer]:
-        """Open a consumer and check that the broker answers.
+        """Open a consumer and check that the broker responds.
 
         ``group`` and ``auto_commit`` override the config's (Kafka);
         ``max_retries`` and the backoff decide how nacked messages are
@@ -426,9 +426,9 @@ class Consumer:
             not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
         ):
             raise ConfigurationError(f"poll max_records must be an int >= 1 or None, got {max_records!r}")
-        # The Go poll goes on if this await is cancelled (a wait_for timeout,
-        # say); its deliveries are kept for the next poll instead of being
-        # lost, because nothing could settle them otherwise.
+        # The Go poll goes on if this await is cancelled, by a wait_for
+        # timeout for example. Its deliveries are kept for the next poll,
+        # because nothing could settle them otherwise.
         if self._inflight_poll is None:
             self._inflight_poll = self.poll_deliveries(timeout_ms, max_records or 0)
         try:

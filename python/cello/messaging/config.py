@@ -103,7 +103,7 @@ def _close_handle(lib: Any, handle: int) -> None:
 
 
 def _is_secret_property(name: str) -> bool:
-    """Tell whether a librdkafka property holds a secret, as the Go core decides."""
+    """Return whether a librdkafka property contains a secret, by the Go core's rule."""
     return any(word in name for word in ("password", "secret", "token", "key.pem", "jaas"))
 
 

@@ -11,14 +11,14 @@ from .errors import ConfigurationError, SerializationError
 
 __all__ = ["Message", "MessageResult", "DEFAULT_MAX_JSON_BYTES"]
 
-# The largest value Message.json() parses unless told otherwise: big enough
+# The maximum value size Message.json() parses by default: big enough
 # for any broker's default message size, small enough that a corrupt or
 # hostile message cannot make the parser build a huge object.
 DEFAULT_MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 class MessageResult(str, enum.Enum):
-    """What a handler decided about a message; compare with plain strings too."""
+    """A handler's decision about a message; each value also equals its plain string."""
 
     ACK = "ack"
     NACK = "nack"
