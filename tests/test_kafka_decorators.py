@@ -1,6 +1,6 @@
 """@kafka_consumer and @kafka_producer run by App against the real broker.
 
-Each MessageResult is checked by what the broker holds afterwards: committed
+Each MessageResult is checked by what the broker contains afterwards: committed
 offsets (a new consumer of the group gets nothing), redeliveries, and the
 contents of <topic>.dlq.
 """

@@ -189,7 +189,7 @@ async def test_handles_released_after_close(kafka_config: KafkaConfig, topic: st
     from cello import _native
 
     lib = _native.library()
-    # Configs of earlier tests may still wait for the cycle collector; run
+    # Configs of earlier tests may still wait for the cycle collector. Run
     # it now and keep it off, so only this test's handles change the count.
     gc.collect()
     gc.disable()

@@ -9,7 +9,7 @@ from cello.messaging.message import encode_headers, encode_key, encode_value
 
 
 def test_spec_message_example() -> None:
-    """The Message Class example of the documentation returns what it says."""
+    """The Message Class example of the documentation returns the documented values."""
     message = Message(id="1", topic="orders", key="order-1", value='{"id": 1}')
     assert message.id == "1"
     assert message.topic == "orders"

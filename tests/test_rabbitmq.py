@@ -165,7 +165,7 @@ async def test_prefetch_honoured(rabbit_config: RabbitMQConfig, queue: str) -> N
 
 
 async def test_decorator_results(rabbit_config: RabbitMQConfig, queue: str, caplog: pytest.LogCaptureFixture) -> None:
-    """Every MessageResult under app.run(), checked by what the broker holds afterwards."""
+    """Every MessageResult under app.run(), checked by what the broker contains afterwards."""
     seen: list[tuple[str, int]] = []
     outcome = {
         "ack": MessageResult.ACK,

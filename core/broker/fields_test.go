@@ -80,3 +80,22 @@ func TestConsumerOptionsDefaultsAndErrors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestThrottlePassesOncePerInterval(t *testing.T) {
+	th := NewThrottle(time.Hour)
+	if ok, dropped := th.Allow("a"); !ok || dropped != 0 {
+		t.Fatalf("first record: ok=%v dropped=%d, want true 0", ok, dropped)
+	}
+	for i := 0; i < 3; i++ {
+		if ok, _ := th.Allow("a"); ok {
+			t.Fatalf("repeat %d within the interval was let through", i)
+		}
+	}
+	if ok, _ := th.Allow("b"); !ok {
+		t.Fatal("another key must pass")
+	}
+	th.last["a"] = time.Now().Add(-2 * time.Hour)
+	if ok, dropped := th.Allow("a"); !ok || dropped != 3 {
+		t.Fatalf("after the interval: ok=%v dropped=%d, want true 3", ok, dropped)
+	}
+}

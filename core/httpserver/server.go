@@ -63,7 +63,7 @@ type Server struct {
 
 // Listen binds addr (host:port; port 0 picks a free one) and starts serving.
 // dispatch is called once per request, on the request's goroutine, and must
-// not block; the answer comes later through Respond.
+// not block; the response comes later through Respond.
 func Listen(addr string, opts Options, dispatch func(id uint64, req *Request), log broker.Logger) (*Server, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultOptions.MaxBodyBytes

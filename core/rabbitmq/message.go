@@ -15,8 +15,8 @@ import (
 )
 
 // Headers that this package reserves. Consumers hide the key and retry
-// headers from Delivery.Headers but keep the dead-letter ones, so whoever
-// reads a dead-letter queue sees why and from where each message came.
+// headers from Delivery.Headers but keep the dead-letter ones, so a reader
+// of a dead-letter queue sees why and from where each message came.
 const (
 	reservedPrefix = "x-cello-"
 	// keyHeader carries OutMessage.Key; AMQP has no message key.

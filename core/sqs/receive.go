@@ -22,7 +22,7 @@ const allAttributes = "All"
 // call for each idle queue and waits for the first response. A call that ends
 // after its Poll returned adds its messages to the buffer, where they are in
 // flight and extended like the others, and the next Poll returns them. So a
-// call is never cancelled because another queue answered first, which would
+// call is never cancelled because another queue responded first, which would
 // hide the messages SQS had already chosen for it until their visibility
 // timeout ended.
 
@@ -161,9 +161,9 @@ func (c *consumer) startReceives(wait, n int32) ([]*receiveCall, error) {
 			// NOTE: Close cancels this call, and messages that SQS chose just
 			// before stay hidden until their visibility timeout ends. The
 			// benchmark also saw whole batches arrive only after that timeout
-			// without any Close, matching an SDK retry of a response it could
-			// not read; the cause is not found yet, and it delays those
-			// messages by the visibility timeout (nothing is lost).
+			// without any Close. That matches an SDK retry of a response it
+			// could not read, but the cause is not confirmed. Those messages
+			// are late by the visibility timeout, not lost.
 			b := c.receive(c.closing, s, wait, n)
 			c.register(b)
 			call.err = b.err

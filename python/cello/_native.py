@@ -227,7 +227,7 @@ class Library:
             try:
                 loop.call_soon_threadsafe(_settle_all, items)
             except RuntimeError:
-                pass  # The loop was closed; nobody awaits these futures.
+                pass  # The loop was closed, so no caller awaits these futures.
 
     def _complete(self, event: _wire.Event, per_loop: dict[Any, list[Any]]) -> None:
         with self._pending_lock:

@@ -4,7 +4,7 @@ Usage: python kafka_worker.py TOPIC GROUP OUTPUT_FILE
 
 Each value is written with one O_APPEND write before the handler returns,
 so after a SIGKILL the file lists exactly the messages whose handler
-finished; the broker may still redeliver those that were not committed.
+finished. The broker may still redeliver those that were not committed.
 """
 
 import os

@@ -57,9 +57,9 @@ class Message:
     """A consumed message, or one built by hand for tests.
 
     ``value`` and ``key`` are the raw bytes; ``text`` and ``json()`` decode
-    the value. ``ack()`` and ``nack()`` record the outcome; inside a
-    decorated handler they win over its return value, and for a message
-    from ``Consumer.poll`` they settle it with the broker at once.
+    the value. ``ack()`` and ``nack()`` record the outcome. Inside a
+    decorated handler they win over its return value. For a message from
+    ``Consumer.poll`` they settle it with the broker at once.
     """
 
     __slots__ = (

@@ -2,7 +2,7 @@
 
 Deliveries of one lane (a Kafka partition, an SQS FIFO group) run in order;
 lanes run concurrently, at most ``concurrency`` handlers at once. When a
-handler asks for a retry, the rest of its lane in the batch is returned as
+handler requests a retry, the rest of its lane in the batch is returned as
 skipped, so the Go core redelivers them after the retried one.
 
 An SQS consumer long-polls for up to the config's ``wait_time_secs``; when
