@@ -61,15 +61,17 @@ func cello_producer_open(config C.uint64_t, timeoutMs C.int64_t, completion C.ui
 //export cello_producer_send
 func cello_producer_send(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, timeoutMs C.int64_t, completion C.uint64_t) (res C.cello_result) {
 	defer guard("cello_producer_send", &res)
-	p, err := getHandle[broker.Producer](uint64(handle), "producer")
+	p, done, err := getHandleForCall[broker.Producer](uint64(handle), "producer")
 	if err != nil {
 		return fail(err)
 	}
 	msgs, err := wire.DecodeOutgoing(input(data, n))
 	if err != nil {
+		done()
 		return fail(err)
 	}
 	async("cello_producer_send", uint64(completion), int64(timeoutMs), func(ctx context.Context) ([]byte, error) {
+		defer done()
 		results, err := p.Send(ctx, msgs)
 		if err != nil {
 			return nil, err
@@ -83,11 +85,18 @@ func cello_producer_send(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, ti
 func cello_producer_close(handle C.uint64_t, timeoutMs C.int64_t, completion C.uint64_t) (res C.cello_result) {
 	defer guard("cello_producer_close", &res)
 	p, err := getHandle[broker.Producer](uint64(handle), "producer")
-	if err != nil || !dropHandle(uint64(handle)) {
+	if err != nil {
+		complete(uint64(completion), nil, nil)
+		return ok(uint64(completion), nil)
+	}
+	calls, found := dropHandleCalls(uint64(handle))
+	if !found {
 		complete(uint64(completion), nil, nil)
 		return ok(uint64(completion), nil)
 	}
 	async("cello_producer_close", uint64(completion), int64(timeoutMs), func(ctx context.Context) ([]byte, error) {
+		// Sends accepted before the close are flushed, not failed.
+		waitCalls(ctx, calls)
 		return nil, p.Close(ctx)
 	})
 	return ok(uint64(completion), nil)
@@ -153,15 +162,17 @@ func cello_consumer_poll(handle C.uint64_t, timeoutMs C.int64_t, max C.int64_t, 
 //export cello_consumer_settle
 func cello_consumer_settle(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, timeoutMs C.int64_t, completion C.uint64_t) (res C.cello_result) {
 	defer guard("cello_consumer_settle", &res)
-	c, err := getHandle[broker.Consumer](uint64(handle), "consumer")
+	c, done, err := getHandleForCall[broker.Consumer](uint64(handle), "consumer")
 	if err != nil {
 		return fail(err)
 	}
 	settlements, err := wire.DecodeSettlements(input(data, n))
 	if err != nil {
+		done()
 		return fail(err)
 	}
 	async("cello_consumer_settle", uint64(completion), int64(timeoutMs), func(ctx context.Context) ([]byte, error) {
+		defer done()
 		return nil, c.Settle(ctx, settlements)
 	})
 	return ok(uint64(completion), nil)
@@ -170,15 +181,17 @@ func cello_consumer_settle(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, 
 //export cello_consumer_commit
 func cello_consumer_commit(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, timeoutMs C.int64_t, completion C.uint64_t) (res C.cello_result) {
 	defer guard("cello_consumer_commit", &res)
-	c, err := getHandle[broker.Consumer](uint64(handle), "consumer")
+	c, done, err := getHandleForCall[broker.Consumer](uint64(handle), "consumer")
 	if err != nil {
 		return fail(err)
 	}
 	tokens, err := wire.DecodeTokens(input(data, n))
 	if err != nil {
+		done()
 		return fail(err)
 	}
 	async("cello_consumer_commit", uint64(completion), int64(timeoutMs), func(ctx context.Context) ([]byte, error) {
+		defer done()
 		return nil, c.Commit(ctx, tokens)
 	})
 	return ok(uint64(completion), nil)
@@ -188,11 +201,18 @@ func cello_consumer_commit(handle C.uint64_t, data unsafe.Pointer, n C.int64_t, 
 func cello_consumer_close(handle C.uint64_t, timeoutMs C.int64_t, completion C.uint64_t) (res C.cello_result) {
 	defer guard("cello_consumer_close", &res)
 	c, err := getHandle[broker.Consumer](uint64(handle), "consumer")
-	if err != nil || !dropHandle(uint64(handle)) {
+	if err != nil {
+		complete(uint64(completion), nil, nil)
+		return ok(uint64(completion), nil)
+	}
+	calls, found := dropHandleCalls(uint64(handle))
+	if !found {
 		complete(uint64(completion), nil, nil)
 		return ok(uint64(completion), nil)
 	}
 	async("cello_consumer_close", uint64(completion), int64(timeoutMs), func(ctx context.Context) ([]byte, error) {
+		// Settlements and commits accepted before the close apply first.
+		waitCalls(ctx, calls)
 		return nil, c.Close(ctx)
 	})
 	return ok(uint64(completion), nil)

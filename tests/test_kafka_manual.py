@@ -61,7 +61,8 @@ async def test_round_trip_values_keys_headers(kafka_config: KafkaConfig, topic: 
     assert r1.topic == topic
     assert r1.offset >= 0
     assert r1.partition >= 0
-    assert len(r1.message_id) == 36
+    assert r1.message_id == f"{topic}-{r1.partition}-{r1.offset}"
+    assert r2.message_id == f"{topic}-{r2.partition}-{r2.offset}"
 
     got = await drain(kafka_config, topic, 3)
     by_text = {m.value: m for m in got}

@@ -27,6 +27,8 @@ func TestParseConfigRejects(t *testing.T) {
 	cases := map[string]string{
 		`{}`:                            "brokers is required",
 		`{"brokers": "x"}`:              `"x" must be host:port`,
+		`{"brokers": "http://x:9092"}`:  `has scheme "http"`,
+		`{"brokers": "x:9092/path"}`:    `must be host:port`,
 		`{"brokers": "x:1", "y": 1}`:    `has no field "y"`,
 		`{"brokers": "x:1", "acks": 2}`: `acks must be one of`,
 	}
@@ -63,5 +65,15 @@ func TestCheckTopic(t *testing.T) {
 		if err := checkTopic(bad); !errors.Is(err, broker.ErrInvalidArgument) {
 			t.Fatalf("checkTopic(%q) = %v, want ErrInvalidArgument", bad, err)
 		}
+	}
+}
+
+func TestBrokersAcceptSecurityProtocolScheme(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"brokers": "SSL://a:9093,sasl_plaintext://b:9094"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.producerMap()["bootstrap.servers"]; got != "SSL://a:9093,sasl_plaintext://b:9094" {
+		t.Fatalf("bootstrap.servers = %v, want the entries as given", got)
 	}
 }

@@ -41,6 +41,9 @@ type Consumer struct {
 	inflight  map[uint64]*record
 	parts     map[topicPartition]*partition
 	throttle  *broker.Throttle
+	// unstored lists the partitions whose commit offset advanced since the
+	// last StoreOffsets call, so a settled batch stores each partition once.
+	unstored []*partition
 
 	dlqMu sync.Mutex
 	dlq   *Producer
@@ -77,6 +80,7 @@ type partition struct {
 	held      []*record
 	waitUntil time.Time
 	paused    bool
+	unstored  bool
 }
 
 // NewConsumer creates a consumer in the options' group (or the config's)
@@ -155,6 +159,9 @@ func (co *Consumer) rebalance(c *ck.Consumer, ev ck.Event) error {
 		co.log.Log(broker.LevelInfo, "kafka", fmt.Sprintf("revoked %s", describePartitions(e.Partitions)),
 			broker.F("broker", co.brokers))
 		if !c.AssignmentLost() {
+			co.mu.Lock()
+			co.storeOffsets()
+			co.mu.Unlock()
 			co.commitStored()
 		}
 		co.mu.Lock()
@@ -338,16 +345,13 @@ func (co *Consumer) delivery(r *record) broker.Delivery {
 	if m.Value == nil {
 		d.Value = []byte{}
 	}
-	for _, h := range m.Headers {
-		if h.Key == IDHeader {
-			d.ID = string(h.Value)
-			continue
+	if len(m.Headers) > 0 {
+		d.Headers = make([]broker.Header, len(m.Headers))
+		for i, h := range m.Headers {
+			d.Headers[i] = broker.Header{Key: h.Key, Value: h.Value}
 		}
-		d.Headers = append(d.Headers, broker.Header{Key: h.Key, Value: h.Value})
 	}
-	if d.ID == "" {
-		d.ID = fmt.Sprintf("%s-%d-%d", d.Topic, d.Partition, d.Offset)
-	}
+	d.ID = RecordID(d.Topic, d.Partition, d.Offset)
 	return d
 }
 
@@ -395,6 +399,9 @@ func (co *Consumer) Settle(ctx context.Context, results []broker.Settlement) err
 			firstErr = err
 		}
 	}
+	co.mu.Lock()
+	co.storeOffsets()
+	co.mu.Unlock()
 	if !co.autoCommit {
 		co.commitStored()
 	}
@@ -482,11 +489,34 @@ func (co *Consumer) finish(r *record) {
 		return
 	}
 	p.stored = next
-	topic := p.tp.topic
-	tp := []ck.TopicPartition{{Topic: &topic, Partition: p.tp.partition, Offset: ck.Offset(next)}}
-	if _, err := co.c.StoreOffsets(tp); err != nil {
-		co.log.Log(broker.LevelWarning, "kafka", fmt.Sprintf("storing offset %d failed: %v", next, err),
-			broker.F("broker", co.brokers), broker.F("topic", topic))
+	if !p.unstored {
+		p.unstored = true
+		co.unstored = append(co.unstored, p)
+	}
+}
+
+// storeOffsets hands the advanced commit offsets to librdkafka in one call.
+// Partitions revoked since they advanced are left out. Callers hold mu.
+func (co *Consumer) storeOffsets() {
+	if len(co.unstored) == 0 {
+		return
+	}
+	tps := make([]ck.TopicPartition, 0, len(co.unstored))
+	for _, p := range co.unstored {
+		p.unstored = false
+		if co.parts[p.tp] != p {
+			continue
+		}
+		topic := p.tp.topic
+		tps = append(tps, ck.TopicPartition{Topic: &topic, Partition: p.tp.partition, Offset: ck.Offset(p.stored)})
+	}
+	co.unstored = co.unstored[:0]
+	if len(tps) == 0 {
+		return
+	}
+	if _, err := co.c.StoreOffsets(tps); err != nil {
+		co.log.Log(broker.LevelWarning, "kafka", fmt.Sprintf("storing offsets %s failed: %v", describePartitions(tps), err),
+			broker.F("broker", co.brokers))
 	}
 }
 
@@ -537,9 +567,7 @@ func (co *Consumer) deadLetter(ctx context.Context, r *record, reason string) er
 	}
 	headers := make([]broker.Header, 0, len(m.Headers)+4)
 	for _, h := range m.Headers {
-		if h.Key != IDHeader {
-			headers = append(headers, broker.Header{Key: h.Key, Value: h.Value})
-		}
+		headers = append(headers, broker.Header{Key: h.Key, Value: h.Value})
 	}
 	headers = append(headers,
 		broker.Header{Key: "cello-dead-letter-reason", Value: []byte(reason)},
@@ -583,10 +611,18 @@ func (co *Consumer) Commit(ctx context.Context, tokens []uint64) error {
 	if co.isClosed() {
 		return fmt.Errorf("kafka consumer: %w", broker.ErrClosed)
 	}
+	var firstErr error
 	for _, t := range tokens {
 		if err := co.settle(ctx, broker.Settlement{Token: t, Result: broker.Ack}); err != nil {
-			return err
+			firstErr = err
+			break
 		}
+	}
+	co.mu.Lock()
+	co.storeOffsets()
+	co.mu.Unlock()
+	if firstErr != nil {
+		return firstErr
 	}
 	return co.commitSync()
 }
@@ -623,6 +659,9 @@ func (co *Consumer) Close(ctx context.Context) error {
 	defer co.pollMu.Unlock()
 	co.lifeMu.Lock()
 	defer co.lifeMu.Unlock()
+	co.mu.Lock()
+	co.storeOffsets()
+	co.mu.Unlock()
 	co.commitStored()
 	err := co.c.Close()
 	co.dlqMu.Lock()

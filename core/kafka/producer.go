@@ -4,20 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
-	"github.com/google/uuid"
 
 	"github.com/cello-framework/cello/core/broker"
 )
-
-// IDHeader carries the message id that producers of this package attach to
-// every record. Consumers move it into Delivery.ID instead of the headers.
-const IDHeader = "cello-message-id"
 
 // maxMessageBytes is librdkafka's default message.max.bytes (1,000,000),
 // the largest record a producer accepts unless the config's extra
@@ -42,7 +38,7 @@ type Producer struct {
 
 // sendCall collects the delivery reports of one Send.
 type sendCall struct {
-	ids       []string
+	msgs      []broker.OutMessage
 	results   []broker.SendResult
 	remaining atomic.Int32
 	done      chan struct{}
@@ -56,7 +52,9 @@ type deliveryRef struct {
 }
 
 func (s *sendCall) finish(i int, r broker.SendResult) {
-	r.ID = s.ids[i]
+	if r.Err == nil {
+		r.ID = RecordID(s.msgs[i].Destination, r.Partition, r.Offset)
+	}
 	s.results[i] = r
 	if s.remaining.Add(-1) == 0 {
 		close(s.done)
@@ -181,7 +179,7 @@ func (pr *Producer) Send(ctx context.Context, msgs []broker.OutMessage) ([]broke
 				broker.ErrTooLarge, i, msgs[i].Destination, size, pr.maxBytes)
 		}
 	}
-	call := &sendCall{ids: make([]string, len(msgs)), results: make([]broker.SendResult, len(msgs)), done: make(chan struct{})}
+	call := &sendCall{msgs: msgs, results: make([]broker.SendResult, len(msgs)), done: make(chan struct{})}
 	call.remaining.Store(int32(len(msgs)))
 	if len(msgs) == 0 {
 		return nil, nil
@@ -203,17 +201,20 @@ func (pr *Producer) enqueue(ctx context.Context, call *sendCall, msgs []broker.O
 	if pr.closed {
 		return fmt.Errorf("kafka producer: %w", broker.ErrClosed)
 	}
+	// One allocation each for the batch's records and opaque values rather
+	// than two per record; the records point into msgs, which outlives them.
+	recs := make([]ck.Message, len(msgs))
+	refs := make([]deliveryRef, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
-		topic := m.Destination
-		id := uuid.NewString()
-		call.ids[i] = id
-		rec := &ck.Message{
-			TopicPartition: ck.TopicPartition{Topic: &topic, Partition: ck.PartitionAny},
-			Key:            m.Key,
-			Value:          m.Value,
-			Headers:        append(toHeaders(m.Headers), ck.Header{Key: IDHeader, Value: []byte(id)}),
-			Opaque:         &deliveryRef{call: call, index: i},
+		refs[i] = deliveryRef{call: call, index: i}
+		rec := &recs[i]
+		rec.TopicPartition = ck.TopicPartition{Topic: &m.Destination, Partition: ck.PartitionAny}
+		rec.Key = m.Key
+		rec.Value = m.Value
+		rec.Opaque = &refs[i]
+		if len(m.Headers) > 0 {
+			rec.Headers = toHeaders(m.Headers)
 		}
 		for {
 			err := pr.p.Produce(rec, nil)
@@ -232,7 +233,7 @@ func (pr *Producer) enqueue(ctx context.Context, call *sendCall, msgs []broker.O
 				}
 				break
 			}
-			call.finish(i, broker.SendResult{Err: deliveryError(topic, err)})
+			call.finish(i, broker.SendResult{Err: deliveryError(m.Destination, err)})
 			break
 		}
 	}
@@ -240,11 +241,24 @@ func (pr *Producer) enqueue(ctx context.Context, call *sendCall, msgs []broker.O
 }
 
 func toHeaders(hs []broker.Header) []ck.Header {
-	out := make([]ck.Header, 0, len(hs)+1)
+	out := make([]ck.Header, 0, len(hs))
 	for _, h := range hs {
 		out = append(out, ck.Header{Key: h.Key, Value: h.Value})
 	}
 	return out
+}
+
+// RecordID names a Kafka record by where it is stored: topic, partition and
+// offset joined by dashes, as in "orders-0-42". Producers return it and
+// consumers report the same id for the record.
+func RecordID(topic string, partition int32, offset int64) string {
+	b := make([]byte, 0, len(topic)+24)
+	b = append(b, topic...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, offset, 10)
+	return string(b)
 }
 
 func recordSize(m *broker.OutMessage) int {

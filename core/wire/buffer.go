@@ -51,14 +51,19 @@ func (w *Writer) OptBytes(b []byte) {
 // Reader decodes values in the wire layout. The first error sticks: later
 // reads return zero values and Err reports it.
 type Reader struct {
-	buf []byte
-	pos int
-	err error
+	buf   []byte
+	pos   int
+	err   error
+	share bool
 }
 
 // NewReader reads buf. Returned byte slices are copies, so the caller may
 // release buf as soon as decoding ends.
 func NewReader(buf []byte) *Reader { return &Reader{buf: buf} }
+
+// NewSharingReader reads buf and returns byte slices that share its memory,
+// which saves a copy per value; the caller must not change buf afterwards.
+func NewSharingReader(buf []byte) *Reader { return &Reader{buf: buf, share: true} }
 
 // Err returns the first decoding error.
 func (r *Reader) Err() error { return r.err }
@@ -123,11 +128,23 @@ func (r *Reader) Count(minSize int) int {
 	return int(n)
 }
 
-// Str reads a str and checks that it is valid UTF-8.
-func (r *Reader) Str() string {
+// StrOr reads a str and returns prev, without allocating, when the str
+// equals it; a batch that names one topic throughout then holds one string.
+func (r *Reader) StrOr(prev string) string {
+	pos := r.pos
 	n := r.U32()
+	if r.err == nil && int(n) == len(prev) && r.pos+int(n) <= len(r.buf) && string(r.buf[r.pos:r.pos+int(n)]) == prev {
+		r.pos += int(n)
+		return prev
+	}
+	r.pos = pos
+	return r.Str()
+}
+
+// strOf reads n bytes of UTF-8 whose length came earlier in the buffer.
+func (r *Reader) strOf(n uint32) string {
 	if n > math.MaxInt32 {
-		r.err = fmt.Errorf("%w: string length %d", ErrMalformed, n)
+		r.fail(fmt.Errorf("%w: string length %d", ErrMalformed, n))
 		return ""
 	}
 	b := r.take(int(n))
@@ -141,22 +158,35 @@ func (r *Reader) Str() string {
 	return string(b)
 }
 
-// OptBytes reads a bytes value; None is returned as nil and an empty value
-// as a non-nil empty slice.
-func (r *Reader) OptBytes() []byte {
-	n := r.I32()
+// bytesOf reads an optional bytes value whose length came earlier in the
+// buffer: -1 for nil.
+func (r *Reader) bytesOf(n int32) []byte {
 	if r.err != nil || n == -1 {
 		return nil
 	}
-	if n < -1 {
+	if n < 0 {
 		r.err = fmt.Errorf("%w: bytes length %d", ErrMalformed, n)
 		return nil
 	}
 	b := r.take(int(n))
-	if b == nil {
-		return nil
+	if b == nil || r.share {
+		return b
 	}
 	out := make([]byte, len(b))
 	copy(out, b)
 	return out
 }
+
+// fail records err unless an earlier error stuck.
+func (r *Reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// Str reads a str and checks that it is valid UTF-8.
+func (r *Reader) Str() string { return r.strOf(r.U32()) }
+
+// OptBytes reads a bytes value; None is returned as nil and an empty value
+// as a non-nil empty slice.
+func (r *Reader) OptBytes() []byte { return r.bytesOf(r.I32()) }

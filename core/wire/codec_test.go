@@ -97,13 +97,48 @@ func TestEventsRoundTrip(t *testing.T) {
 	}
 }
 
+func TestSendResultsRoundTrip(t *testing.T) {
+	failure := errors.New("topic t: too large")
+	in := []broker.SendResult{
+		{ID: "t-0-41", Partition: 0, Offset: 41},
+		{ID: "", Err: failure},
+		{ID: "t-2-7", Partition: 2, Offset: 7},
+		{ID: "bad\x00id", Partition: 1, Offset: 1},
+	}
+	buf := EncodeSendResults(in, func(err error) int32 { return 12 })
+	out, codes, err := DecodeSendResults(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int32{0, 12, 0, 0}; !reflect.DeepEqual(codes, want) {
+		t.Fatalf("codes %v, want %v", codes, want)
+	}
+	if out[1].Err == nil || out[1].Err.Error() != failure.Error() {
+		t.Fatalf("result 1 error %v, want %v", out[1].Err, failure)
+	}
+	ids := []string{out[0].ID, out[1].ID, out[2].ID, out[3].ID}
+	if want := []string{"t-0-41", "", "t-2-7", "bad\uFFFDid"}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("ids %q, want %q (a NUL in an id must not shift the others)", ids, want)
+	}
+	if out[2].Partition != 2 || out[2].Offset != 7 || out[0].Offset != 41 {
+		t.Fatalf("partitions and offsets changed: %+v", out)
+	}
+	empty, _, err := DecodeSendResults(EncodeSendResults(nil, nil))
+	if err != nil || len(empty) != 0 {
+		t.Fatalf("no results: got %v, %v", empty, err)
+	}
+}
+
 // FuzzDecode feeds arbitrary bytes to every decoder: none may panic, and
 // whatever decodes must encode back to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(EncodeOutgoing([]broker.OutMessage{{Destination: "t", Key: []byte("k"), Value: []byte("v")}}))
 	f.Add(EncodeSettlements([]broker.Settlement{{Token: 1, Result: broker.Nack, Reason: "r"}}))
 	f.Add(EncodeTokens([]uint64{1, 2}))
+	f.Add(EncodeDeliveries([]broker.Delivery{{Token: 1, ID: "t-0-1", Topic: "t", Value: []byte("v"),
+		Headers: []broker.Header{{Key: "h", Value: nil}}}}))
 	f.Add(EncodeStrings([]string{"a", "b"}))
+	f.Add(EncodeSendResults([]broker.SendResult{{ID: "a-0-1"}, {Err: errors.New("e")}}, func(error) int32 { return 3 }))
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		if ms, err := DecodeOutgoing(buf); err == nil && !bytes.Equal(EncodeOutgoing(ms), buf) {
 			t.Fatalf("outgoing did not round-trip")
@@ -117,7 +152,22 @@ func FuzzDecode(f *testing.F) {
 		if ss, err := DecodeStrings(buf); err == nil && !bytes.Equal(EncodeStrings(ss), buf) {
 			t.Fatalf("strings did not round-trip")
 		}
-		DecodeDeliveries(buf)
+		if rs, codes, err := DecodeSendResults(buf); err == nil {
+			code := func(e error) int32 {
+				for i := range rs {
+					if rs[i].Err == e {
+						return codes[i]
+					}
+				}
+				return -1
+			}
+			if !bytes.Equal(EncodeSendResults(rs, code), buf) {
+				t.Fatalf("send results did not round-trip")
+			}
+		}
+		if ds, err := DecodeDeliveries(buf); err == nil && !bytes.Equal(EncodeDeliveries(ds), buf) {
+			t.Fatalf("deliveries did not round-trip")
+		}
 		DecodeEvents(buf)
 	})
 }

@@ -13,8 +13,8 @@ from typing import Iterable, NamedTuple, Sequence
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U64 = struct.Struct("<Q")
-_DELIVERY_HEAD = struct.Struct("<QIIiqq")
-_SEND_RESULT_MID = struct.Struct("<iq")
+_DELIVERY_HEAD = struct.Struct("<QIIiqqIIiiI")
+_SEND_RESULT = struct.Struct("<iiq")
 _EVENT_HEAD = struct.Struct("<BQi")
 _SETTLEMENT_HEAD = struct.Struct("<QB")
 
@@ -42,12 +42,13 @@ class Delivery(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
-class SendResult(NamedTuple):
-    code: int
-    error: str
-    partition: int
-    offset: int
-    id: str
+class SendResults(NamedTuple):
+    """A decoded send results buffer: per result (code, partition, offset)
+    and id, and the error messages by result index."""
+
+    fixed: list[tuple[int, int, int]]
+    ids: list[str]
+    errors: dict[int, str]
 
 
 class Event(NamedTuple):
@@ -76,17 +77,40 @@ def _put_bytes(out: list[bytes], b: bytes | None) -> None:
         out.append(b)
 
 
+NO_BYTES = _I32.pack(-1)
+NO_HEADERS = _U32.pack(0)
+
+
+def put_outgoing(out: list[bytes], m: OutMessage) -> None:
+    """Append one message of an outgoing buffer to ``out``."""
+    _put_str(out, m.destination)
+    _put_bytes(out, m.key)
+    _put_bytes(out, m.value)
+    out.append(_U32.pack(len(m.headers)))
+    for k, v in m.headers:
+        _put_str(out, k)
+        _put_bytes(out, v)
+
+
 def encode_outgoing(messages: Sequence[OutMessage]) -> bytes:
     out = [_U32.pack(len(messages))]
     for m in messages:
-        _put_str(out, m.destination)
-        _put_bytes(out, m.key)
-        _put_bytes(out, m.value)
-        out.append(_U32.pack(len(m.headers)))
-        for k, v in m.headers:
-            _put_str(out, k)
-            _put_bytes(out, v)
+        put_outgoing(out, m)
     return b"".join(out)
+
+
+def str_bytes(s: str) -> bytes:
+    """Return ``s`` in the wire's str layout."""
+    b = s.encode("utf-8")
+    return _U32.pack(len(b)) + b
+
+
+def count(n: int) -> bytes:
+    return _U32.pack(n)
+
+
+def bytes_length(n: int) -> bytes:
+    return _I32.pack(n)
 
 
 def encode_strings(items: Sequence[str]) -> bytes:
@@ -97,7 +121,7 @@ def encode_strings(items: Sequence[str]) -> bytes:
 
 
 def encode_tokens(tokens: Sequence[int]) -> bytes:
-    return _U32.pack(len(tokens)) + b"".join(_U64.pack(t) for t in tokens)
+    return struct.pack(f"<I{len(tokens)}Q", len(tokens), *tokens)
 
 
 def encode_settlements(items: Iterable[tuple[int, int, str]]) -> bytes:
@@ -139,36 +163,66 @@ class _Reader:
 
 
 def decode_deliveries(buf: bytes) -> list[Delivery]:
-    r = _Reader(buf)
+    # Each delivery's fixed head holds every length, so one unpack and four
+    # slices read a delivery without headers. This runs once per consumed
+    # message, so it avoids helper calls, which cost as much as the reads.
+    (n,) = _U32.unpack_from(buf, 0)
+    pos = 4
     out = []
-    for _ in range(r.u32()):
-        head = _DELIVERY_HEAD.unpack_from(buf, r.pos)
-        r.pos += _DELIVERY_HEAD.size
-        id_ = r.str()
-        topic = r.str()
-        key = r.bytes()
-        value = r.bytes()
+    head = _DELIVERY_HEAD.unpack_from
+    head_size = _DELIVERY_HEAD.size
+    new = tuple.__new__
+    last_topic = b""
+    topic = ""
+    for _ in range(n):
+        token, lane, attempt, partition, offset, stamp, id_size, topic_size, key_size, value_size, count = head(
+            buf, pos
+        )
+        pos += head_size
+        end = pos + id_size
+        id_ = buf[pos:end].decode("utf-8")
+        pos = end + topic_size
+        raw = buf[end:pos]
+        if raw != last_topic:
+            topic = raw.decode("utf-8")
+            last_topic = raw
+        key = None
+        if key_size >= 0:
+            key = buf[pos : pos + key_size]
+            pos += key_size
+        value = None
+        if value_size >= 0:
+            value = buf[pos : pos + value_size]
+            pos += value_size
         headers = []
-        for _ in range(r.u32()):
-            hk = r.str()
-            hv = r.bytes()
-            headers.append((hk, hv if hv is not None else b""))
-        out.append(Delivery(*head, id_, topic, key, value, headers))
+        if count:
+            r = _Reader(buf)
+            r.pos = pos
+            for _ in range(count):
+                name = r.str()
+                headers.append((name, r.bytes() or b""))
+            pos = r.pos
+        out.append(
+            new(Delivery, (token, lane, attempt, partition, offset, stamp, id_, topic, key, value, headers))
+        )
+    if pos != len(buf):
+        raise ValueError(f"deliveries buffer has {len(buf) - pos} bytes after its last delivery")
     return out
 
 
-def decode_send_results(buf: bytes) -> list[SendResult]:
+def decode_send_results(buf: bytes) -> SendResults:
+    (n,) = _U32.unpack_from(buf, 0)
+    end = 4 + _SEND_RESULT.size * n
+    fixed = list(_SEND_RESULT.iter_unpack(memoryview(buf)[4:end]))
     r = _Reader(buf)
-    out = []
+    r.pos = end
+    joined = r.str()
+    ids = joined.split("\x00") if n else []
+    errors = {}
     for _ in range(r.u32()):
-        (code,) = _I32.unpack_from(buf, r.pos)
-        r.pos += 4
-        error = r.str()
-        (partition,) = _I32.unpack_from(buf, r.pos)
-        (offset,) = struct.unpack_from("<q", buf, r.pos + 4)
-        r.pos += 12
-        out.append(SendResult(code, error, partition, offset, r.str()))
-    return out
+        index = r.u32()
+        errors[index] = r.str()
+    return SendResults(fixed, ids, errors)
 
 
 def decode_events(buf: bytes) -> list[Event]:

@@ -118,6 +118,14 @@ def require_port(port: int, name: str) -> None:
         pytest.fail(f"{name} is not running on 127.0.0.1:{port} ({exc}); start it with 'make brokers'")
 
 
+def run_brokers_script(*args: str) -> None:
+    """Run ``scripts/brokers.sh ARGS...``, failing with its output when it exits non-zero."""
+    result = subprocess.run([str(BROKERS_SCRIPT), *args], capture_output=True, text=True, timeout=240)
+    if result.returncode != 0:
+        raise AssertionError(f"scripts/brokers.sh {' '.join(args)} exited with {result.returncode}:\n"
+                             f"{result.stdout}{result.stderr}")
+
+
 def delete_rabbitmq_queues(*names: str) -> None:
     """Delete queues with rabbitmqctl; a queue that does not exist is skipped."""
     for name in names:

@@ -41,9 +41,10 @@ T = TypeVar("T")
 class SendResult(NamedTuple):
     """The broker's acknowledgement of one sent message.
 
-    ``topic`` is the destination as given to ``send``. On SQS,
-    ``message_id`` is the MessageId that SQS assigned, and ``partition``
-    and ``offset`` are 0 because SQS has neither.
+    ``topic`` is the destination as given to ``send``. On Kafka,
+    ``message_id`` is "topic-partition-offset", the id a consumer sees as
+    ``Message.id``. On SQS, it is the MessageId that SQS assigned, and
+    ``partition`` and ``offset`` are 0 because SQS has neither.
     """
 
     topic: str
@@ -77,6 +78,17 @@ def _check_config(config: Any, what: str) -> BrokerConfig:
             f"{what} needs a KafkaConfig, RabbitMQConfig or SqsConfig, got {type(config).__name__}"
         )
     return config
+
+
+def _check_name_encodes(name: str, what: str, broker: str) -> None:
+    """Raise ConfigurationError for a topic or queue name that is not valid UTF-8 text."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError(
+            f"{what} name {name!r} cannot be encoded as UTF-8: it has a lone surrogate at index {exc.start}",
+            broker=broker,
+        ) from None
 
 
 def _close_quietly(lib: Any, export: str, handle: int, broker: str) -> None:
@@ -125,26 +137,56 @@ class Producer:
         return cls(config, int.from_bytes(future.result(), "little"))
 
     def _encode(self, messages: Iterable[Mapping[str, Any]]) -> tuple[list[str], bytes, int]:
-        out = []
+        # Items that are plain dicts of a non-empty str topic and a bytes or
+        # str value, the usual batch, skip the general checks: their layout
+        # is the topic's cached prefix, the value's length and the value.
+        out = [b""]
+        topics: list[str] = []
+        append = out.append
+        length = _wire.bytes_length
+        last_topic = None
+        prefix = b""
         for i, m in enumerate(messages):
-            if not isinstance(m, Mapping):
-                raise ConfigurationError(
-                    f"send_batch item {i} must be a dict with 'topic' and 'value', got {type(m).__name__}"
-                )
-            unknown = set(m) - _BATCH_FIELDS
-            if unknown:
-                raise ConfigurationError(
-                    f"send_batch item {i} has unknown field(s) {sorted(unknown)}; "
-                    "expected topic (or queue), value, key, headers, deduplication_id"
-                )
-            destination = m.get("topic", m.get("queue"))
-            out.append(
-                self._message(
-                    destination, m.get("value"), m.get("key"), m.get("headers"), f"item {i}",
-                    m.get("deduplication_id"),
-                )
+            if type(m) is dict and len(m) == 2:
+                topic = m.get("topic")
+                value = m.get("value")
+                kind = type(value)
+                if type(topic) is str and topic and (kind is bytes or kind is str):
+                    try:
+                        if topic != last_topic:
+                            prefix = _wire.str_bytes(topic) + _wire.NO_BYTES
+                            last_topic = topic
+                        if kind is str:
+                            value = value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        pass  # a lone surrogate: the general path raises the error that names the item
+                    else:
+                        append(prefix + length(len(value)))
+                        append(value)
+                        append(_wire.NO_HEADERS)
+                        topics.append(topic)
+                        continue
+            message = self._item(i, m)
+            _wire.put_outgoing(out, message)
+            topics.append(message.destination)
+        out[0] = _wire.count(len(topics))
+        return topics, b"".join(out), len(topics)
+
+    def _item(self, i: int, m: Any) -> _wire.OutMessage:
+        if not isinstance(m, Mapping):
+            raise ConfigurationError(
+                f"send_batch item {i} must be a dict with 'topic' and 'value', got {type(m).__name__}"
             )
-        return [m.destination for m in out], _wire.encode_outgoing(out), len(out)
+        unknown = set(m) - _BATCH_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"send_batch item {i} has unknown field(s) {sorted(unknown)}; "
+                "expected topic (or queue), value, key, headers, deduplication_id"
+            )
+        destination = m.get("topic", m.get("queue"))
+        return self._message(
+            destination, m.get("value"), m.get("key"), m.get("headers"), f"item {i}", m.get("deduplication_id")
+        )
 
     def _message(
         self, destination: Any, value: Any, key: Any, headers: Any, where: str, deduplication_id: Any = None
@@ -153,6 +195,7 @@ class Producer:
             raise ConfigurationError(
                 f"{where}: topic must be a non-empty str, got {destination!r}", broker=self.broker
             )
+        _check_name_encodes(destination, f"{where}: topic", self.broker)
         encoded_headers = encode_headers(headers)
         if deduplication_id is not None:
             encoded_headers.append(self._deduplication_header(deduplication_id, encoded_headers, where))
@@ -265,10 +308,16 @@ class Producer:
         return result
 
     def _results(self, payload: bytes, topics: list[str]) -> list[SendResult]:
-        out = []
-        for topic, r in zip(topics, _wire.decode_send_results(payload)):
-            error = _native.error_for(r.code, r.error, self.broker) if r.code else None
-            out.append(SendResult(topic, r.partition, r.offset, r.id, error))
+        decoded = _wire.decode_send_results(payload)
+        new = tuple.__new__
+        out = [
+            new(SendResult, (topic, partition, offset, id_, None))
+            for topic, (_, partition, offset), id_ in zip(topics, decoded.fixed, decoded.ids)
+        ]
+        for i, message in decoded.errors.items():
+            code, partition, offset = decoded.fixed[i]
+            error = _native.error_for(code, message, self.broker)
+            out[i] = SendResult(topics[i], partition, offset, decoded.ids[i], error)
         return out
 
     def _check_open(self) -> None:
@@ -340,6 +389,14 @@ class Consumer:
         self._closed = False
         self._options = dict(options)
         self._inflight_poll: asyncio.Future[list[_wire.Delivery]] | None = None
+        # Whether a poll() awaits _inflight_poll, which then belongs to it.
+        self._poll_waiting = False
+        # On Kafka, poll() starts the next poll before it returns, so the Go
+        # core fetches the next batch while the caller handles and commits
+        # this one. _prefetch is that poll until a poll() takes it over.
+        self._prefetch: asyncio.Future[list[_wire.Delivery]] | None = None
+        # Deliveries beyond a poll's max_records, returned by the next poll.
+        self._surplus: list[_wire.Delivery] = []
         self._finalizer = weakref.finalize(
             self, _close_quietly, self._lib, "cello_consumer_close", handle, self.broker
         )
@@ -407,6 +464,8 @@ class Consumer:
             raise ConfigurationError(
                 f"subscribe needs a list of topic or queue names as str, got {topics!r}", broker=self.broker
             )
+        for name in names:
+            _check_name_encodes(name, "subscribe", self.broker)
         buf = _wire.encode_strings(names)
         await self._lib.start(
             "cello_consumer_subscribe", self._handle, buf, len(buf), 60000, broker=self.broker
@@ -426,20 +485,63 @@ class Consumer:
             not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
         ):
             raise ConfigurationError(f"poll max_records must be an int >= 1 or None, got {max_records!r}")
-        # The Go poll goes on if this await is cancelled, by a wait_for
-        # timeout for example. Its deliveries are kept for the next poll,
-        # because nothing could settle them otherwise.
-        if self._inflight_poll is None:
-            self._inflight_poll = self.poll_deliveries(timeout_ms, max_records or 0)
-        try:
-            deliveries = await asyncio.shield(self._inflight_poll)
-        finally:
-            if self._inflight_poll.done():
-                self._inflight_poll = None
+        deliveries = await self._take_deliveries(timeout_ms, max_records)
         messages = [Message._from_delivery(d) for d in deliveries]
         for m in messages:
             m._settler = self._settle_one
+            m._owner = self._handle
         return messages
+
+    async def _take_deliveries(self, timeout_ms: int, max_records: int | None) -> list[_wire.Delivery]:
+        if self._surplus:
+            deliveries = self._surplus[: max_records or len(self._surplus)]
+            del self._surplus[: len(deliveries)]
+            return deliveries
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        # The Go poll goes on if this await is cancelled, by a wait_for
+        # timeout for example. Its deliveries are kept for the next poll,
+        # because nothing could settle them otherwise. A poll() that starts
+        # while another one waits lets that one take the deliveries, then
+        # polls again, so concurrent callers never get the same message.
+        while True:
+            inflight = self._inflight_poll
+            if inflight is None:
+                remaining_ms = max(0, round((deadline - loop.time()) * 1000))
+                inflight = self._inflight_poll = self.poll_deliveries(remaining_ms, max_records or 0)
+            elif self._poll_waiting:
+                await asyncio.wait([inflight])
+                self._check_open()
+                continue
+            prefetched = inflight is self._prefetch
+            self._poll_waiting = True
+            try:
+                if prefetched and not inflight.done():
+                    # Started by the previous poll() with that call's
+                    # timeout: wait no longer than this call's.
+                    await asyncio.wait([inflight], timeout=max(0.0, deadline - loop.time()))
+                    if not inflight.done():
+                        return []
+                deliveries = await asyncio.shield(inflight)
+            finally:
+                self._poll_waiting = False
+                if inflight.done() and self._inflight_poll is inflight:
+                    self._inflight_poll = None
+                    self._prefetch = None
+            if not deliveries and prefetched and loop.time() < deadline:
+                continue  # it ended before this call began: poll for the rest of its timeout
+            break
+
+        if max_records is not None and len(deliveries) > max_records:
+            self._surplus = deliveries[max_records:]
+            deliveries = deliveries[:max_records]
+
+        if deliveries and self.broker == "kafka" and self._inflight_poll is None and not self._surplus:
+            self._prefetch = self._inflight_poll = self.poll_deliveries(timeout_ms, max_records or 0)
+            # Close() may end it with ClosedError that no poll() awaits.
+            self._prefetch.add_done_callback(_retrieve_outcome)
+        return deliveries
 
     def poll_deliveries(self, timeout_ms: int, max_records: int) -> asyncio.Future[list[_wire.Delivery]]:
         """Poll and return the raw deliveries; the decorator runner uses this."""
@@ -457,10 +559,13 @@ class Consumer:
         self._check_open()
         messages = [message] if isinstance(message, Message) else list(message)
         for m in messages:
-            if not isinstance(m, Message) or not m._token:
+            # A token names a delivery of one consumer only, so another
+            # consumer's message would settle an unrelated delivery here.
+            if not isinstance(m, Message) or not m._token or m._owner != self._handle:
                 raise ConfigurationError(
                     f"commit needs messages returned by this consumer's poll(), got {m!r}", broker=self.broker
                 )
+        for m in messages:
             m._settler = None
         buf = _wire.encode_tokens([m._token for m in messages])
         await self._lib.start("cello_consumer_commit", self._handle, buf, len(buf), 60000, broker=self.broker)
@@ -510,6 +615,12 @@ class Consumer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Consumer {self.broker} {state} {self.config!r}>"
+
+
+def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen, so asyncio does not report it unread."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_settle_failure(future: Any) -> None:

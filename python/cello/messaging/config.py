@@ -28,20 +28,28 @@ class BrokerConfig:
     def __init__(self, **fields: Any) -> None:
         payload = {}
         for name, value in fields.items():
+            shown = "hidden" if name in self._secret_fields else repr(value)[:80]
             try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                shown = "hidden" if name in self._secret_fields else repr(value)[:80]
+                # allow_nan=False: NaN and infinity are not JSON, and the Go
+                # core would reject the whole payload without naming the field.
+                json.dumps(value, allow_nan=False)
+            except TypeError:
                 raise ConfigurationError(
                     f"{self._name}.{name} has a value of type {type(value).__name__} ({shown}), "
                     "expected a str, int, bool, list or dict",
+                    broker=self.broker,
+                ) from None
+            except ValueError:
+                raise ConfigurationError(
+                    f"{self._name}.{name} contains NaN, infinity or a circular reference ({shown}), "
+                    "expected a finite number, str, bool, list or dict",
                     broker=self.broker,
                 ) from None
             if isinstance(value, tuple):
                 value = list(value)
             payload[name] = value
         lib = _native.library()
-        data = json.dumps(payload).encode("utf-8")
+        data = json.dumps(payload, allow_nan=False).encode("utf-8")
         handle, description = lib.call(
             "cello_config_new", self.broker.encode(), data, len(data), broker=self.broker
         )
@@ -107,6 +115,20 @@ def _is_secret_property(name: str) -> bool:
     return any(word in name for word in ("password", "secret", "token", "key.pem", "jaas"))
 
 
+def _property_dict(extra: Any) -> dict[str, Any] | None:
+    """Return KafkaConfig.extra as a dict; the value is not shown, since it may hold passwords."""
+    if extra is None:
+        return None
+    try:
+        return dict(extra)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"KafkaConfig.extra must be a dict of librdkafka property names to str, int or bool values, "
+            f"got {type(extra).__name__} (value hidden)",
+            broker="kafka",
+        ) from None
+
+
 class KafkaConfig(BrokerConfig):
     """Kafka settings shared by producers and consumers.
 
@@ -162,7 +184,7 @@ class KafkaConfig(BrokerConfig):
             auto_offset_reset=auto_offset_reset,
             connect_timeout_ms=connect_timeout_ms,
             send_timeout_ms=send_timeout_ms,
-            extra=dict(extra) if extra is not None else None,
+            extra=_property_dict(extra),
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -184,7 +206,9 @@ class RabbitMQConfig(BrokerConfig):
     """RabbitMQ connection settings. The password in ``url`` is never shown.
 
     ``vhost`` defaults to the url's path, and to "/" when the url has none;
-    given explicitly, it wins over the url's path.
+    given explicitly, it wins over the url's path. ``max_message_bytes``
+    (default 128 MiB, RabbitMQ's default max_message_size) is the largest
+    body a producer sends; a larger one raises MessageTooLargeError.
     """
 
     broker = "rabbitmq"
@@ -204,6 +228,7 @@ class RabbitMQConfig(BrokerConfig):
         tls_cert_file: str | None = None,
         tls_key_file: str | None = None,
         tls_insecure_skip_verify: bool = False,
+        max_message_bytes: int | None = None,
     ) -> None:
         super().__init__(
             url=url,
@@ -217,6 +242,7 @@ class RabbitMQConfig(BrokerConfig):
             tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file,
             tls_insecure_skip_verify=tls_insecure_skip_verify,
+            max_message_bytes=max_message_bytes,
         )
 
     @classmethod

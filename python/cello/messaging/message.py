@@ -67,15 +67,16 @@ class Message:
         "topic",
         "_key",
         "_value",
-        "headers",
+        "_headers",
         "partition",
         "offset",
-        "timestamp",
+        "_timestamp",
         "attempt",
         "_token",
         "_decision",
         "_reason",
         "_settler",
+        "_owner",
     )
 
     def __init__(
@@ -103,6 +104,9 @@ class Message:
         self._decision: MessageResult | None = None
         self._reason = ""
         self._settler: Callable[[Message, MessageResult], None] | None = None
+        # The handle of the consumer whose poll() returned this message, or
+        # 0; delivery tokens are unique only within one consumer.
+        self._owner = 0
 
     @classmethod
     def _from_delivery(cls, d: Any) -> Message:
@@ -111,18 +115,46 @@ class Message:
         m.topic = d.topic
         m._key = d.key
         m._value = d.value if d.value is not None else b""
-        m.headers = _header_dict(d.headers)
+        # Headers and timestamp stay as decoded until first read: most
+        # handlers read neither, and building them costs more than the rest.
+        m._headers = d.headers
         m.partition = d.partition if d.partition >= 0 else None
         m.offset = d.offset
-        m.timestamp = (
-            datetime.fromtimestamp(d.timestamp_ms / 1000, tz=timezone.utc) if d.timestamp_ms else None
-        )
+        m._timestamp = d.timestamp_ms
         m.attempt = d.attempt
         m._token = d.token
         m._decision = None
         m._reason = ""
         m._settler = None
+        m._owner = 0
         return m
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        """Header names and raw values; a name sent twice keeps its last value."""
+        headers = self._headers
+        if type(headers) is not dict:
+            headers = self._headers = dict(headers)
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Mapping[str, str | bytes] | Sequence[tuple[str, bytes]] | None) -> None:
+        self._headers = _header_dict(headers)
+
+    @property
+    def timestamp(self) -> datetime | None:
+        """When the broker or producer stamped the message (UTC), or None."""
+        stamp = self._timestamp
+        if type(stamp) is int:
+            # A consumed message holds milliseconds since the epoch, 0 for none.
+            stamp = self._timestamp = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc) if stamp else None
+        return stamp
+
+    @timestamp.setter
+    def timestamp(self, stamp: datetime | None) -> None:
+        if stamp is not None and not isinstance(stamp, datetime):
+            raise ConfigurationError(f"Message timestamp must be a datetime or None, got {type(stamp).__name__}")
+        self._timestamp = stamp
 
     @property
     def key(self) -> str | bytes | None:
@@ -209,6 +241,17 @@ def _header_dict(headers: Any) -> dict[str, bytes]:
     return out
 
 
+def encode_text(text: str, what: str) -> bytes:
+    """Encode a str as UTF-8, raising SerializationError for lone surrogates."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"{what} cannot be encoded as UTF-8: it has a lone surrogate {text[exc.start]!r} "
+            f"at index {exc.start}; pass bytes or valid text"
+        ) from None
+
+
 def encode_value(value: Any, what: str = "value") -> bytes | None:
     """Encode a value to send: bytes as is, str as UTF-8, JSON for the rest.
 
@@ -222,7 +265,7 @@ def encode_value(value: Any, what: str = "value") -> bytes | None:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return encode_text(value, what)
     dump = getattr(value, "model_dump_json", None)
     if callable(dump):
         return dump().encode("utf-8")
@@ -247,7 +290,7 @@ def encode_key(key: Any) -> bytes | None:
     if key is None or isinstance(key, bytes):
         return key
     if isinstance(key, str):
-        return key.encode("utf-8")
+        return encode_text(key, "key")
     if isinstance(key, (bytearray, memoryview)):
         return bytes(key)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -273,8 +316,9 @@ def encode_headers(headers: Any) -> list[tuple[str, bytes]]:
         k, v = item
         if not isinstance(k, str) or not k:
             raise SerializationError(f"header name {k!r} must be a non-empty str")
+        encode_text(k, f"header name {k!r}")
         if isinstance(v, str):
-            out.append((k, v.encode("utf-8")))
+            out.append((k, encode_text(v, f"header {k!r}")))
         elif isinstance(v, (bytes, bytearray, memoryview)):
             out.append((k, bytes(v)))
         else:
