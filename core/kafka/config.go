@@ -233,6 +233,9 @@ func (c *Config) producerMap() ck.ConfigMap {
 	// which held one awaited send to about 150 a second here. Batches still
 	// go out in large requests without the wait, because records queue up
 	// while the previous request is in flight. extra can set it back.
+	// NOTE: one setting serves both kinds of send, so batches of large
+	// values go out in smaller requests and ran at about 0.8x of
+	// confluent-kafka's throughput at 10 KiB, against 1.0x with 5 ms.
 	m["linger.ms"] = 0
 	// confluent-kafka-go's default channels hold a million entries each,
 	// 24 MB of pointers that the Go collector scans in every cycle. The
