@@ -712,6 +712,8 @@ async def test_commit_rejects_other_consumers_message(target: Target) -> None:
         mine, theirs = await asyncio.gather(poll_one(first), poll_one(second))
         with pytest.raises(ConfigurationError, match="commit needs messages returned by this consumer's poll()"):
             await second.commit(mine)
+        with pytest.raises(ConfigurationError, match="commit needs a Message or a list of them .* got NoneType"):
+            await second.commit(None)  # type: ignore[arg-type]
         await second.commit(theirs)  # still unsettled, so this commit succeeds
         await first.commit(mine)
 

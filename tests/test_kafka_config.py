@@ -107,6 +107,11 @@ def test_secret_in_extra_not_echoed() -> None:
         _ = config.sasl_password
 
 
+def test_extra_entry_of_wrong_type_named() -> None:
+    with pytest.raises(ConfigurationError, match=r"KafkaConfig\.extra\['linger\.ms'\] has a value of type object"):
+        KafkaConfig(extra={"linger.ms": object()})
+
+
 def test_copy_and_pickle_get_own_handle() -> None:
     import copy
     import pickle

@@ -191,6 +191,7 @@ async def test_decorator_results(rabbit_config: RabbitMQConfig, queue: str, capl
     assert sorted(m.text for m in dead) == ["dead", "nack"]
     reasons = {m.text: m.headers.get("x-cello-dead-letter-reason") for m in dead}
     assert reasons["nack"] is not None and b"max retries" in reasons["nack"]
+    assert reasons["dead"] == b"dead-lettered by the handler"
     assert [a for t, a in seen if t == "nack"] == [1, 2, 3]
     assert [a for t, a in seen if t == "ack"] == [1]
     assert [a for t, a in seen if t == "reject"] == [1]

@@ -279,7 +279,12 @@ class App:
         _log.info("received %s", sig.name)
         assert self._stop is not None
         if self._stop.is_set():
-            raise KeyboardInterrupt  # a second signal stops at once
+            if sig == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C stops at once
+            # Tools such as timeout(1) send SIGTERM to the process and again
+            # to its group; the drain goes on, bounded by shutdown_timeout.
+            _log.info("already stopping; a second SIGINT stops at once")
+            return
         self._stop.set()
 
     async def _open_producers(self) -> None:

@@ -557,6 +557,11 @@ class Consumer:
     async def commit(self, message: Message | Sequence[Message]) -> None:
         """Acknowledge messages and, on Kafka, commit their offsets synchronously."""
         self._check_open()
+        if not isinstance(message, (Message, list, tuple)):
+            raise ConfigurationError(
+                f"commit needs a Message or a list of them from this consumer's poll(), got {type(message).__name__}",
+                broker=self.broker,
+            )
         messages = [message] if isinstance(message, Message) else list(message)
         for m in messages:
             # A token names a delivery of one consumer only, so another

@@ -34,8 +34,10 @@ class BrokerConfig:
                 # core would reject the whole payload without naming the field.
                 json.dumps(value, allow_nan=False)
             except TypeError:
+                where, bad = _unserialisable_part(name, value)
+                shown = "hidden" if name in self._secret_fields else repr(bad)[:80]
                 raise ConfigurationError(
-                    f"{self._name}.{name} has a value of type {type(value).__name__} ({shown}), "
+                    f"{self._name}.{where} has a value of type {type(bad).__name__} ({shown}), "
                     "expected a str, int, bool, list or dict",
                     broker=self.broker,
                 ) from None
@@ -108,6 +110,17 @@ def _close_handle(lib: Any, handle: int) -> None:
         lib.call("cello_config_close", handle)
     except Exception:  # noqa: BLE001 - finalizers must not raise; the process may be ending
         pass
+
+
+def _unserialisable_part(name: str, value: Any) -> tuple[str, Any]:
+    """Return where in a field's value JSON fails, as "field[key]", and the value there."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                json.dumps(item)
+            except TypeError:
+                return f"{name}[{key!r}]", item
+    return name, value
 
 
 def _is_secret_property(name: str) -> bool:

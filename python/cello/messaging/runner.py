@@ -30,6 +30,12 @@ _log = logging.getLogger("cello.messaging")
 
 _RESULTS_BY_VALUE = {r.value: r for r in MessageResult}
 _RETRY = (MessageResult.NACK, MessageResult.REQUEUE)
+# The reason recorded, in the dead-letter copy and the logs, when a handler
+# returns one of these results without one.
+_DEFAULT_REASONS = {
+    MessageResult.DEAD_LETTER: "dead-lettered by the handler",
+    MessageResult.REJECT: "rejected by the handler",
+}
 
 # Poll timeout of the brokers whose poll returns as soon as messages arrive
 # (Kafka, RabbitMQ); it bounds how long stop() waits for the loop.
@@ -146,6 +152,8 @@ class ConsumerRunner:
         for i, d in enumerate(lane):
             message = Message._from_delivery(d)
             result = await self._handle(message)
+            if not message._reason and result in _DEFAULT_REASONS:
+                message._reason = _DEFAULT_REASONS[result]
             out.append((d.token, RESULT_CODES[result], message._reason))
             self.handled += 1
             if result in _RETRY:
