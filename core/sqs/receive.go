@@ -186,6 +186,12 @@ func allDone(calls []*receiveCall) bool {
 	return true
 }
 
+// NOTE: during a 12 s outage of the local endpoint, a decorated consumer
+// logged nothing while it lasted, then hundreds of "receive failed" warnings
+// at once when the app stopped: Poll keeps starting receives that fail at
+// once while one call stays in flight, and logs their errors only when all
+// have ended. Users see the outage late, and the failing calls use the SDK's
+// retry quota; nothing is lost.
 // receiveErrors returns the joined errors of calls, which have all ended,
 // when every one failed. When only some failed it logs those and returns
 // nil, since the others completed.
