@@ -32,7 +32,7 @@ def general_encoding(items: list[dict[str, Any]]) -> bytes:
     return _wire.encode_outgoing(messages)
 
 
-def test_send_batch_plain_items_encode_like_general_items() -> None:
+def test_plain_batch_matches_general_encoding() -> None:
     items: list[dict[str, Any]] = [
         {"topic": "orders", "value": b"a"},
         {"topic": "orders", "value": "é"},
@@ -49,7 +49,7 @@ def test_send_batch_plain_items_encode_like_general_items() -> None:
     assert buf == general_encoding(items)
 
 
-def test_send_batch_other_items_keep_their_checks() -> None:
+def test_irregular_batch_items_still_checked() -> None:
     producer = unconnected_producer("kafka")
     with pytest.raises(ConfigurationError, match="topic must be a non-empty str"):
         producer._encode([{"topic": "", "value": b"x"}])

@@ -186,12 +186,6 @@ func allDone(calls []*receiveCall) bool {
 	return true
 }
 
-// NOTE: during a 12 s outage of the local endpoint, a decorated consumer
-// logged nothing while it lasted, then hundreds of "receive failed" warnings
-// at once when the app stopped: Poll keeps starting receives that fail at
-// once while one call stays in flight, and logs their errors only when all
-// have ended. Users see the outage late, and the failing calls use the SDK's
-// retry quota; nothing is lost.
 // receiveErrors returns the joined errors of calls, which have all ended,
 // when every one failed. When only some failed it logs those and returns
 // nil, since the others completed.
@@ -205,6 +199,11 @@ func (c *consumer) receiveErrors(calls []*receiveCall) error {
 	if len(errs) == len(calls) {
 		return errors.Join(errs...)
 	}
+	// NOTE: in a 12 s outage of the local endpoint, a decorated consumer
+	// logged nothing during the outage. It then logged hundreds of these
+	// warnings at once when the app stopped, so users learn of an outage
+	// late. Nothing was lost. The cause is not confirmed: Poll may start
+	// failing receives one after another while another call is in flight.
 	for _, err := range errs {
 		c.log.Log(broker.LevelWarning, component, "receive failed",
 			broker.F("broker", component), broker.F("err", err.Error()))

@@ -247,8 +247,8 @@ func EncodeSendResults(rs []broker.SendResult, code func(error) int32) []byte {
 const sendResultSize = 16
 
 // DecodeSendResults reads a send results buffer. Python is the usual
-// reader; this one exists so the layout is tested in both directions. Each
-// error comes back as a plain error holding the message, and codes[i] holds
+// reader, and this one exists so the layout is tested in both directions.
+// Each error comes back as a plain error with the message, and codes[i] is
 // result i's code.
 func DecodeSendResults(buf []byte) (rs []broker.SendResult, codes []int32, err error) {
 	r := NewReader(buf)

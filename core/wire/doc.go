@@ -19,9 +19,10 @@
 //	tokens       u32 count, then u64 per token
 //	strings      u32 count, then str per item
 //	send results u32 count, then per result: i32 error code (0 for
-//	             success), i32 partition, i64 offset; then str ids, all
-//	             results' ids joined by NUL; then u32 error count, and per
-//	             error: u32 result index, str message
+//	             success), i32 partition, i64 offset.
+//	             Then str ids: the ids of all results, joined by NUL.
+//	             Then u32 error count, and per error: u32 result index,
+//	             str message
 //	events       u32 count, then per event: u8 kind, u64 id, i32 code,
 //	             bytes payload (see Event)
 package wire

@@ -86,7 +86,8 @@ def _check_name_encodes(name: str, what: str, broker: str) -> None:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ConfigurationError(
-            f"{what} name {name!r} cannot be encoded as UTF-8: it has a lone surrogate at index {exc.start}",
+            f"{what} name {name!r} cannot be encoded as UTF-8: it has a lone surrogate at index {exc.start}; "
+            "pass valid text",
             broker=broker,
         ) from None
 
@@ -137,9 +138,9 @@ class Producer:
         return cls(config, int.from_bytes(future.result(), "little"))
 
     def _encode(self, messages: Iterable[Mapping[str, Any]]) -> tuple[list[str], bytes, int]:
-        # Items that are plain dicts of a non-empty str topic and a bytes or
-        # str value, the usual batch, skip the general checks: their layout
-        # is the topic's cached prefix, the value's length and the value.
+        # Plain dicts of a non-empty str topic and a bytes or str value, the
+        # usual batch, skip the general checks. Each is written as the
+        # topic's cached prefix, the value's length and the value.
         out = [b""]
         topics: list[str] = []
         append = out.append

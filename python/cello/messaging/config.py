@@ -113,7 +113,7 @@ def _close_handle(lib: Any, handle: int) -> None:
 
 
 def _unserialisable_part(name: str, value: Any) -> tuple[str, Any]:
-    """Return where in a field's value JSON fails, as "field[key]", and the value there."""
+    """Find the part of a field's value that JSON cannot encode: its place, as "field[key]", and the value."""
     if isinstance(value, dict):
         for key, item in value.items():
             try:

@@ -146,7 +146,7 @@ class Message:
         """When the broker or producer stamped the message (UTC), or None."""
         stamp = self._timestamp
         if type(stamp) is int:
-            # A consumed message holds milliseconds since the epoch, 0 for none.
+            # A consumed message stores milliseconds since the epoch, 0 for none.
             stamp = self._timestamp = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc) if stamp else None
         return stamp
 
